@@ -1,0 +1,241 @@
+"""The Python API: ``kettle.load(name_or_path)`` and the ``Model`` it returns.
+
+    import kettle
+    model = kettle.load()                      # the bundled default (smollm2)
+    for chunk in model.chat([{"role": "user", "content": "Hi"}], temperature=0):
+        print(chunk.text, end="", flush=True)
+
+Options are named as ollama names them. Load-time options (``num_ctx``,
+``num_batch``, ``num_thread``) go to ``load``; sampling options to each call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kettle.engine.batch import BatchEngine, Chunk
+from kettle.engine.runner import Runner
+from kettle.errors import GGUFError, InvalidParameter, KettleError, TokenizerError
+from kettle.gguf import GGUFFile
+from kettle.models import Transformer, load_model
+from kettle.options import LoadOptions, parse_options
+from kettle.sampling import SamplingParams
+from kettle.store import Store, resolve_model
+from kettle.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a name resolves to: the GGUF file plus what a Modelfile layered on it."""
+
+    path: Path
+    name: str = ""
+    template: str | None = None  # a TEMPLATE (Go or Jinja); None: the file's or the family's
+    system: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # PARAMETERs, typed
+    messages: tuple[Mapping[str, str], ...] = ()  # MESSAGE history
+
+
+def resolve(name_or_path: str | os.PathLike[str] | None, store: Store | None = None) -> ModelSpec:
+    """A ``.gguf`` path, or a model name in the store (pulling a bundled model on first use)."""
+    if name_or_path is not None and not isinstance(name_or_path, str):
+        return ModelSpec(Path(name_or_path), name=Path(name_or_path).name)
+    if name_or_path is not None and (name_or_path.endswith(".gguf") or os.sep in name_or_path) and Path(name_or_path).exists():
+        return ModelSpec(Path(name_or_path), name=Path(name_or_path).name)
+    stored = resolve_model(store or Store(), name_or_path)
+    return ModelSpec(
+        path=stored.model_path,
+        name=stored.name.display(),
+        template=stored.template,
+        system=stored.system,
+        params=dict(stored.params),
+        messages=tuple(stored.messages),
+    )
+
+
+class Model:
+    """A loaded model: tokenizer, weights (memory-mapped), KV cache, templates."""
+
+    def __init__(self, spec: ModelSpec, load_options: LoadOptions, num_parallel: int = 1) -> None:
+        t0 = time.perf_counter_ns()
+        self.spec = spec
+        self.name = spec.name
+        self.load_options = load_options
+        self.gguf = GGUFFile(spec.path)
+        try:
+            self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
+        except TokenizerError as e:  # inconsistent tokenizer metadata is a bad file
+            raise GGUFError(spec.path, f"tokenizer: {e}") from None
+        self.transformer: Transformer = load_model(self.gguf)
+        cfg = self.transformer.config
+        if self.tokenizer.vocab_size != cfg.n_vocab:
+            raise KettleError(
+                f"{spec.path}: the tokenizer has {self.tokenizer.vocab_size} tokens but the model {cfg.n_vocab}"
+            )
+        self.runner = Runner(
+            self.transformer, n_ctx=load_options.context_length(cfg.context_length), n_slots=num_parallel,
+            n_batch=load_options.num_batch, n_thread=load_options.num_thread,
+        )
+        self.engine = BatchEngine(self.runner, self.tokenizer)
+        self._lock = threading.Lock()  # one call at a time on this object
+        from kettle.prompt import PromptBuilder
+
+        self.prompts = PromptBuilder(self.gguf.metadata, self.tokenizer, spec)
+        self.load_duration = time.perf_counter_ns() - t0
+        self._first_call = True
+
+    # -- tokens ---------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    @property
+    def n_ctx(self) -> int:
+        return self.runner.n_ctx
+
+    # -- generation -------------------------------------------------------------
+
+    def generate(self, prompt: str, *, cancel: threading.Event | None = None, **options: Any) -> Stream:
+        """Continue ``prompt`` as given (no template). Options as ollama names them."""
+        params = self._params(options)
+        ids = self.tokenize(prompt, add_special=True, parse_special=True)
+        return self._stream(ids, params, cancel)
+
+    def generate_ids(self, ids: Sequence[int], *, cancel: threading.Event | None = None, **options: Any) -> Stream:
+        """Like ``generate``, from token ids (ollama's ``context``, raw mode)."""
+        return self._stream(list(ids), self._params(options), cancel)
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], *, cancel: threading.Event | None = None,
+             tools: Sequence[Mapping[str, Any]] | None = None, **options: Any) -> Stream:
+        """Render ``messages`` with the model's chat template, then generate."""
+        params = self._params(options, stops=self.prompts.stop_words)
+        text = self.prompts.render_chat(messages, tools=tools)
+        return self._stream(self.prompts.tokenize_prompt(text), params, cancel)
+
+    def _params(self, options: Mapping[str, Any], stops: Sequence[str] = ()) -> SamplingParams:
+        base = dict(self.spec.params)
+        if stops and "stop" not in base:
+            base["stop"] = list(stops)
+        load, params = parse_options(options, base=base)
+        for name in ("num_ctx", "num_batch", "num_thread"):
+            if name in options and options[name] is not None and getattr(load, name) != getattr(self.load_options, name):
+                raise InvalidParameter(name, options[name], "a load-time option: pass it to kettle.load()")
+        return params
+
+    def _stream(self, ids: list[int], params: SamplingParams, cancel: threading.Event | None) -> Stream:
+        load_ns = self.load_duration if self._first_call else 0
+        self._first_call = False
+        return Stream(self, ids, params, cancel or threading.Event(), load_ns)
+
+    # -- scoring and embeddings ----------------------------------------------------
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Raw logits (len(ids), n_vocab) of ``ids`` evaluated from an empty context."""
+        ids = list(ids)
+        with self._lock:
+            self.runner.cache.clear(0)
+            try:
+                n = len(ids)
+                return self.runner.forward(ids, range(n), [0] * n, outputs=range(n))
+            finally:
+                self.runner.cache.clear(0)
+
+    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Mean-pooled final hidden states, L2-normalised: (len(texts), n_embd)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.zeros((len(texts), self.transformer.config.n_embd), dtype=np.float32)
+        with self._lock:
+            for i, text in enumerate(texts):
+                ids = self.tokenize(text, add_special=True, parse_special=True)
+                if not ids:
+                    continue
+                self.runner.cache.clear(0)
+                try:
+                    n = len(ids)
+                    hidden = self.runner.forward(ids, range(n), [0] * n, outputs=range(n), hidden=True)
+                finally:
+                    self.runner.cache.clear(0)
+                v = hidden.astype(np.float64).mean(axis=0)
+                norm = np.linalg.norm(v)
+                out[i] = v / norm if norm > 0 else v
+        return out
+
+    def close(self) -> None:
+        self.gguf.close()
+
+    def __repr__(self) -> str:
+        return f"<kettle.Model {self.name or self.spec.path} arch={self.transformer.config.arch} num_ctx={self.n_ctx}>"
+
+
+class Stream:
+    """An iterator of ``Chunk``s; ``cancel()`` (from any thread) ends it early.
+
+    ``text()`` runs it to the end and returns the whole text.
+    """
+
+    def __init__(self, model: Model, ids: list[int], params: SamplingParams, cancel: threading.Event, load_ns: int):
+        self.model = model
+        self.ids = ids
+        self.params = params
+        self.cancel_event = cancel
+        self.load_ns = load_ns
+        self.last: Chunk | None = None
+        self._iter = self._run()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self
+
+    def __next__(self) -> Chunk:
+        return next(self._iter)
+
+    def _run(self) -> Iterator[Chunk]:
+        model = self.model
+        with model._lock:
+            seq = model.engine.add(self.ids, self.params, self.cancel_event)
+            try:
+                for chunk in model.engine.run(seq):
+                    if chunk.done and chunk.stats is not None:
+                        chunk.stats.load_duration = self.load_ns
+                        chunk.stats.total_duration += self.load_ns
+                    self.last = chunk
+                    yield chunk
+            finally:
+                model.engine.release(seq)
+
+    def text(self) -> str:
+        return "".join(chunk.text for chunk in self)
+
+
+def load(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    num_ctx: int | None = None,
+    num_thread: int | None = None,
+    num_batch: int | None = None,
+    num_gpu: int | None = None,
+    num_parallel: int = 1,
+) -> Model:
+    """Load a model by store name (``"smollm2"``, ``"gemma3:270m"``) or ``.gguf`` path.
+
+    With no name, the bundled default (smollm2) is used. ``num_parallel`` slots
+    let that many sequences decode together (the server's continuous batching).
+    """
+    spec = resolve(name_or_path)
+    given = {"num_ctx": num_ctx, "num_thread": num_thread, "num_batch": num_batch, "num_gpu": num_gpu}
+    load_opts, _ = parse_options({k: v for k, v in given.items() if v is not None}, base=spec.params)
+    return Model(spec, load_opts, num_parallel=num_parallel)

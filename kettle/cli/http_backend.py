@@ -1,0 +1,237 @@
+"""The CLI as a client of a kettle (or ollama) server: ollama's REST API over httpx.
+
+Streamed routes (``/api/chat``, ``/api/generate``, ``/api/pull``,
+``/api/create``) are read as NDJSON, one object per line; a line with an
+``error`` key ends the stream with ``ServerError``, as ollama's client does.
+Non-streamed errors are ``{"error": ...}`` bodies with a 4xx/5xx status.
+
+``create`` does what ollama's CLI does before it calls ``/api/create``: it
+parses the Modelfile here, uploads a FROM or ADAPTER file that exists on this
+machine as a blob (``HEAD``/``POST /api/blobs/<digest>``, skipped when the
+server has it) and sends the structured request (``from`` or ``files``,
+``adapters``, ``template``, ``system``, ``license``, ``parameters``,
+``messages``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kettle.cli.backend import Report, ServerError
+from kettle.modelfile import Modelfile, interpret
+from kettle.store.manifest import is_digest, normalize_digest
+
+CONNECT_TIMEOUT_S = 5.0
+HASH_CHUNK = 1 << 20
+
+
+def _error_of(resp: httpx.Response) -> ServerError:
+    try:
+        body = resp.json()
+        message = body.get("error") if isinstance(body, dict) else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        message = None
+    if not isinstance(message, str) or not message:
+        message = (resp.text or resp.reason_phrase or "").strip() or f"the server answered {resp.status_code}"
+    return ServerError(message, resp.status_code)
+
+
+class HttpStream:
+    """One NDJSON response, iterated object by object (see ``backend.Generation``)."""
+
+    def __init__(self, client: httpx.Client, method: str, path: str, body: dict[str, Any]) -> None:
+        self._cm = client.stream(method, path, json=body)
+        self._resp = self._cm.__enter__()
+        self._closed = False
+        if self._resp.status_code >= 400:
+            self._resp.read()
+            error = _error_of(self._resp)
+            self.close()
+            raise error
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for line in self._resp.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    raise ServerError(f"the server sent a line that is not JSON: {line[:200]!r}", self._resp.status_code) from None
+                if not isinstance(obj, dict):
+                    raise ServerError(f"the server sent {type(obj).__name__}, not an object", self._resp.status_code)
+                if "error" in obj:
+                    raise ServerError(str(obj["error"]), self._resp.status_code)
+                yield obj
+        except httpx.HTTPError as e:
+            raise ServerError(f"the connection to the server failed: {e}", 0) from None
+        finally:
+            self.close()
+
+    def interrupt(self) -> None:
+        # Called in a signal handler while the main thread may block in a read:
+        # only an exception gets it out. The caller catches it and closes.
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._cm.__exit__(None, None, None)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class HttpBackend:
+    """``backend.Backend`` over HTTP, against the server at ``url``."""
+
+    remote = True
+
+    def __init__(self, url: str) -> None:
+        self.address = url
+        self._client = httpx.Client(
+            base_url=url, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S), trust_env=False
+        )
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            resp = self._client.request(method, path, json=body)
+        except httpx.HTTPError as e:
+            raise ServerError(f"cannot reach the server at {self.address}: {e}", 0) from None
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        if not resp.content:
+            return {}
+        try:
+            return resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ServerError(f"the server answered {path} with something that is not JSON", resp.status_code) from None
+
+    def _stream(self, path: str, body: dict[str, Any]) -> HttpStream:
+        try:
+            return HttpStream(self._client, "POST", path, {**body, "stream": True})
+        except httpx.HTTPError as e:
+            raise ServerError(f"cannot reach the server at {self.address}: {e}", 0) from None
+
+    # -- models ----------------------------------------------------------------
+
+    def version(self) -> str:
+        return str(self._call("GET", "/api/version").get("version", ""))
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/tags").get("models") or [])
+
+    def ps(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/ps").get("models") or [])
+
+    def show(self, model: str) -> dict[str, Any]:
+        return self._call("POST", "/api/show", {"model": model})
+
+    def exists(self, model: str) -> bool:
+        try:
+            self.show(model)
+        except ServerError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def pull(self, model: str, report: Report) -> None:
+        for event in self._stream("/api/pull", {"model": model}):
+            report(event)
+
+    def copy(self, source: str, destination: str) -> None:
+        self._call("POST", "/api/copy", {"source": source, "destination": destination})
+
+    def delete(self, model: str) -> None:
+        self._call("DELETE", "/api/delete", {"model": model})
+
+    def stop(self, model: str) -> None:
+        self._call("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})
+
+    def load(self, model: str, options: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {"model": model, "messages": [], "stream": False}
+        if options:
+            body["options"] = options
+        self._call("POST", "/api/chat", body)
+
+    # -- create ----------------------------------------------------------------
+
+    def _upload(self, path: Path) -> str:
+        """Make sure the server has ``path`` as a blob; returns its digest."""
+        digest = file_digest(path)
+        try:
+            head = self._client.head(f"/api/blobs/{digest}")
+            if head.status_code == 200:
+                return digest
+            with open(path, "rb") as f:
+                resp = self._client.post(f"/api/blobs/{digest}", content=f)
+        except httpx.HTTPError as e:
+            raise ServerError(f"cannot upload {path.name} to the server: {e}", 0) from None
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        return digest
+
+    def _file_or_digest(self, arg: str, base_dir: Path) -> str | None:
+        """A digest for a FROM/ADAPTER argument that is a digest or a local file, else None."""
+        if is_digest(arg):
+            return normalize_digest(arg)
+        path = Path(arg).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        return self._upload(path) if path.is_file() else None
+
+    def create_request(self, model: str, modelfile: Modelfile, base_dir: Path) -> dict[str, Any]:
+        """The ``/api/create`` body for a Modelfile (uploading local files first)."""
+        spec = interpret(modelfile)
+        body: dict[str, Any] = {"model": model}
+        base = spec.base.value
+        digest = self._file_or_digest(base, base_dir)
+        if digest is None:
+            body["from"] = base
+        else:
+            body["files"] = {Path(base).name if not is_digest(base) else "model.gguf": digest}
+        adapters = {}
+        for command in spec.adapters:
+            found = self._file_or_digest(command.value, base_dir)
+            if found is None:
+                raise ServerError(f"ADAPTER {command.value!r}: no such file", 400)
+            adapters[Path(command.value).name] = found
+        if adapters:
+            body["adapters"] = adapters
+        if spec.template is not None:
+            body["template"] = spec.template
+        if spec.system is not None:
+            body["system"] = spec.system
+        if spec.licenses:
+            body["license"] = list(spec.licenses)
+        if spec.parameters:
+            body["parameters"] = dict(spec.parameters)
+        if spec.messages:
+            body["messages"] = [dict(m) for m in spec.messages]
+        return body
+
+    def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report) -> None:
+        for event in self._stream("/api/create", self.create_request(model, modelfile, base_dir)):
+            report(event)
+
+    # -- generation --------------------------------------------------------------
+
+    def chat(self, request: dict[str, Any]) -> HttpStream:
+        return self._stream("/api/chat", request)
+
+    def generate(self, request: dict[str, Any]) -> HttpStream:
+        return self._stream("/api/generate", request)
+
+    def close(self) -> None:
+        self._client.close()

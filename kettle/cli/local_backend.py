@@ -1,0 +1,194 @@
+"""The CLI without a server: the same operations, in this process.
+
+The store is ``KETTLE_MODELS`` (opened on first use, so ``kettle --version``
+touches nothing). Answers have the shapes ollama's routes give them (see
+``backend.py``), built from the store's entries and ``kettle.load``'s stream.
+
+One model is kept loaded for the life of the process (the REPL's whole
+session); a request whose load-time options (``num_ctx``, ``num_batch``,
+``num_thread``, ``num_gpu``) differ from the loaded ones reloads it, as the
+server's scheduler would. ``ps`` and ``stop`` need a server: nothing outlives
+this process, so they raise ``NoServer``.
+
+One-shot prompts (``generate``) are rendered through the model's chat
+template as one user turn, which is what ollama's ``/api/generate`` does
+with a template; ``raw`` requests continue the text as given.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kettle.cli.backend import NoServer, Report
+
+if TYPE_CHECKING:
+    from kettle.api import Model, Stream
+    from kettle.modelfile import Modelfile
+    from kettle.store import Store
+
+def rfc3339(when: datetime | None = None) -> str:
+    """A UTC time as Go writes it in JSON (``2024-05-01T12:00:00.123456Z``)."""
+    return (when or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class LocalGeneration:
+    """A ``kettle.api.Stream`` as ollama chunk objects (see ``backend.Generation``)."""
+
+    def __init__(self, stream: Stream, model: str, chat: bool) -> None:
+        self.stream = stream
+        self.model = model
+        self.chat = chat
+
+    def __iter__(self):
+        for chunk in self.stream:
+            obj: dict[str, Any] = {"model": self.model, "created_at": rfc3339()}
+            if self.chat:
+                obj["message"] = {"role": "assistant", "content": chunk.text}
+            else:
+                obj["response"] = chunk.text
+            obj["done"] = chunk.done
+            if chunk.done:
+                obj["done_reason"] = chunk.done_reason
+                if chunk.stats is not None:
+                    obj.update(chunk.stats.as_dict())
+            yield obj
+
+    def interrupt(self) -> None:
+        self.stream.cancel()  # the engine ends the sequence at its next step
+
+    def close(self) -> None:
+        """Finish the stream (cancelled), so the model's lock and slot are released."""
+        self.stream.cancel()
+        for _ in self.stream:
+            pass
+
+
+class LocalBackend:
+    """``backend.Backend`` in this process; ``address`` is the server it did not find."""
+
+    remote = False
+
+    def __init__(self, server_address: str) -> None:
+        self.address = server_address
+        self._store: Store | None = None
+        self._model: Model | None = None
+        self._model_key: tuple[str, tuple[tuple[str, Any], ...]] | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from kettle.store import Store
+
+            self._store = Store()
+        return self._store
+
+    # -- models ----------------------------------------------------------------
+
+    def version(self) -> str:
+        from kettle import __version__
+
+        return __version__
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for entry in self.store.list_models():
+            shown = entry.name.display()
+            out.append({
+                "name": shown, "model": shown, "modified_at": rfc3339(entry.modified_at),
+                "size": entry.size, "digest": entry.digest, "details": entry.details.to_json(),
+            })
+        return out
+
+    def ps(self) -> list[dict[str, Any]]:
+        raise NoServer(self.address, "so no model is loaded")
+
+    def stop(self, model: str) -> None:
+        raise NoServer(self.address, f"so {model!r} is not loaded")
+
+    def exists(self, model: str) -> bool:
+        return self.store.exists(model) or Path(model).suffix == ".gguf" and Path(model).is_file()
+
+    def show(self, model: str) -> dict[str, Any]:
+        """``/api/show``'s answer, built by the server's own code (one definition of it)."""
+        from kettle.server.models import Catalog
+
+        catalog = Catalog(self.store)
+        return catalog.show(catalog.resolve(model), False)
+
+    def pull(self, model: str, report: Report) -> None:
+        from kettle.store import find_bundled, pull_bundled, valid_name
+
+        valid_name(model)  # an invalid name is reported as such, not as "cannot pull"
+        bundled = find_bundled(model)
+        digest = bundled.digest if bundled is not None else ""
+
+        def progress(status: str, completed: int, total: int) -> None:
+            event: dict[str, Any] = {"status": status}
+            if total and digest:
+                event.update(digest=digest, total=total, completed=completed)
+            report(event)
+
+        pull_bundled(self.store, model, progress)
+
+    def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report) -> None:
+        from kettle.modelfile import create_model
+
+        create_model(self.store, model, modelfile, base_dir, progress=lambda status: report({"status": status}))
+
+    def copy(self, source: str, destination: str) -> None:
+        self.store.copy(source, destination)
+
+    def delete(self, model: str) -> None:
+        self.store.remove(model)
+
+    # -- generation --------------------------------------------------------------
+
+    def load(self, model: str, options: dict[str, Any] | None = None) -> Model:
+        """The loaded model for ``model`` with these load-time options (loading it if needed)."""
+        import kettle
+        from kettle.options import LOAD_OPTION_NAMES
+
+        given = {k: v for k, v in (options or {}).items() if k in LOAD_OPTION_NAMES and v is not None}
+        key = (model, tuple(sorted(given.items())))
+        if self._model is not None and self._model_key == key:
+            return self._model
+        self.unload()
+        self._model = kettle.load(model, **given)
+        self._model_key = key
+        return self._model
+
+    def unload(self) -> None:
+        if self._model is not None:
+            self._model.close()
+            self._model = self._model_key = None
+
+    def _stream(self, request: dict[str, Any], messages: list[dict[str, Any]], chat: bool) -> LocalGeneration:
+        from kettle.options import LOAD_OPTION_NAMES
+
+        options = dict(request.get("options") or {})
+        model = self.load(request["model"], options)
+        sampling = {k: v for k, v in options.items() if k not in LOAD_OPTION_NAMES}
+        fmt = request.get("format")
+        if fmt:
+            sampling["format"] = fmt
+        if request.get("raw"):
+            stream = model.generate(request.get("prompt", ""), **sampling)
+        else:
+            stream = model.chat(messages, **sampling)
+        return LocalGeneration(stream, request["model"], chat)
+
+    def chat(self, request: dict[str, Any]) -> LocalGeneration:
+        return self._stream(request, list(request.get("messages") or []), chat=True)
+
+    def generate(self, request: dict[str, Any]) -> LocalGeneration:
+        messages: list[dict[str, Any]] = []
+        if request.get("system"):
+            messages.append({"role": "system", "content": request["system"]})
+        messages.append({"role": "user", "content": request.get("prompt", "")})
+        return self._stream(request, messages, chat=False)
+
+    def close(self) -> None:
+        self.unload()
+

@@ -1,0 +1,91 @@
+"""The ``kettle`` command line: ollama's commands and flags, in argparse."""
+
+from __future__ import annotations
+
+import argparse
+
+from kettle import config
+from kettle.cli import commands
+
+DESCRIPTION = "Large language model runner: GGUF models on the CPU, ollama's commands and API."
+
+RUN_HELP = """\
+Talk to a model: one answer to PROMPT, or an interactive session without one.
+
+Which word is the model: the first word is MODEL when it is a valid model name
+(letters, digits, '_', '-', '.', ':' and '/', as in "smollm2", "gemma3:270m",
+"me/mario") or an existing .gguf file; otherwise every word is the prompt and
+the default model (smollm2) answers. So `kettle run "What is a kettle?"` asks
+smollm2, and `kettle run smollm2 hello` is how a one-word prompt is sent.
+Text piped into stdin is put before the prompt and answered once.
+
+The bundled models (smollm2, gemma3:270m) are pulled on first use. In the
+session, type /? for commands, \"\"\" for multi-line input, Ctrl-C to stop an
+answer, Ctrl-D or /bye to leave.
+"""
+
+
+def _environment(*names: str) -> str:
+    """The help lines of some KETTLE_* settings."""
+    width = max(len(n) for n in names)
+    lines = [f"  {n:<{width}}  {config.SETTINGS[n].help}" for n in names]
+    return "Environment:\n" + "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="kettle", description=DESCRIPTION, formatter_class=formatter)
+    parser.add_argument("-v", "--version", action="store_true", help="show version information")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    host_env = _environment("KETTLE_HOST")
+
+    def command(name: str, summary: str, handler, *, aliases: tuple[str, ...] = (), description: str = "",
+                epilog: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, aliases=list(aliases), description=description or summary,
+                           epilog=epilog or host_env, formatter_class=formatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("serve", "Start kettle's server", commands.cmd_serve, aliases=("start",),
+            description="Start kettle's HTTP server (ollama's and OpenAI's APIs) at KETTLE_HOST.",
+            epilog=config.describe())
+
+    p = command("create", "Create a model from a Modelfile", commands.cmd_create)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-f", "--file", default="Modelfile", help="name of the Modelfile (default: Modelfile)")
+    p.add_argument("-q", "--quantize", default="", help="quantize the model to this level (not supported yet)")
+
+    p = command("show", "Show information for a model", commands.cmd_show)
+    p.add_argument("model", metavar="MODEL")
+    for name in commands.SHOW_FIELDS:
+        p.add_argument(f"--{name}", action="store_true", help=f"show the {name} of the model")
+    p.add_argument("-v", "--verbose", action="store_true", help="accepted for compatibility (no extra detail yet)")
+
+    p = command("run", "Run a model", commands.cmd_run, description=RUN_HELP,
+                epilog=_environment("KETTLE_HOST", "KETTLE_MODELS"))
+    p.add_argument("words", nargs="*", metavar="[MODEL] [PROMPT]")
+    p.add_argument("--keepalive", default=None, help="how long the server keeps the model loaded (e.g. 5m)")
+    p.add_argument("--verbose", action="store_true", help="show timings for the response")
+    p.add_argument("--insecure", action="store_true", help="accepted for compatibility (no registry yet)")
+    p.add_argument("--nowordwrap", action="store_true", help="don't wrap words to the next line automatically")
+    p.add_argument("--format", default="", help="response format (json)")
+
+    p = command("stop", "Stop a running model", commands.cmd_stop)
+    p.add_argument("model", metavar="MODEL")
+
+    p = command("pull", "Pull a model (the bundled ones; no network registry yet)", commands.cmd_pull)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--insecure", action="store_true", help="accepted for compatibility (no registry yet)")
+
+    p = command("list", "List models", commands.cmd_list, aliases=("ls",))
+    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only names that start with this")
+
+    command("ps", "List running models", commands.cmd_ps)
+
+    p = command("cp", "Copy a model", commands.cmd_cp)
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("destination", metavar="DESTINATION")
+
+    p = command("rm", "Remove a model", commands.cmd_rm)
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    return parser

@@ -1,0 +1,234 @@
+"""Many sequences, one forward pass: the generation loop kettle serves from.
+
+``BatchEngine`` owns a ``Runner`` (model + KV cache with ``n_slots`` slots).
+``add`` admits a request into a free slot, reusing the longest prefix of its
+prompt that a slot still holds (the next turn of a chat does not recompute the
+conversation). Each ``step`` runs *one* batched forward for every active
+sequence: one decode token for each sequence that is generating, plus as much
+pending prompt as the ``num_batch`` budget allows for those still in prefill;
+then samples, detokenizes and matches stop strings per sequence, returning the
+chunks produced. A new request joins at the next step without waiting for the
+others (continuous batching).
+
+Layers (STYLE.md item 11): step -> ``Chunk`` stream (text + stats) -> full text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from kettle.engine.runner import Runner
+from kettle.errors import ContextOverflow, KettleError, ServerBusy
+from kettle.sampling import Sampler, SamplingParams, StopMatcher
+from kettle.tokenizer import StreamDecoder, Tokenizer
+
+
+@dataclass
+class Stats:
+    """ollama's counters; durations in nanoseconds."""
+
+    total_duration: int = 0
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Chunk:
+    """A piece of generated text; the last one has ``done`` and the stats."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    done: bool = False
+    done_reason: str | None = None  # "stop" | "length" | "cancel"
+    stats: Stats | None = None
+    context: list[int] | None = None  # prompt + generated ids, on the last chunk
+
+
+class Constraint(Protocol):
+    """Grammar-constrained decoding (JSON, JSON schema): masks what may come next."""
+
+    def mask(self, logits: np.ndarray) -> None:
+        """Set the logits (n_vocab,) of forbidden tokens to -inf, in place."""
+
+    def accept(self, token: int) -> None:
+        """Advance past a sampled token."""
+
+    def is_complete(self) -> bool:
+        """True when the output is complete (generation should stop)."""
+
+
+class Sequence:
+    """One request's state inside the engine."""
+
+    def __init__(self, engine: BatchEngine, prompt_ids: list[int], params: SamplingParams,
+                 cancel: threading.Event | None, constraint: Constraint | None = None):
+        self.prompt_ids = list(prompt_ids)
+        self.params = params
+        self.sampler = Sampler(params, engine.runner.model.config.n_vocab, newline_id=engine.newline_id)
+        self.limit = params.token_limit(engine.runner.n_ctx, len(prompt_ids))  # new tokens allowed
+        self.stop = StopMatcher(params.stop)
+        self.decoder = StreamDecoder(engine.tokenizer)
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.constraint = constraint
+        self.slot = -1
+        self.pending: list[int] = []  # prompt ids not yet evaluated
+        self.next_token: int | None = None  # sampled, to be evaluated at the next step
+        self.generated: list[int] = []
+        self.history: list[int] = list(prompt_ids)  # for repeat penalties
+        self.done = False
+        self.stats = Stats()
+        self.t_start = time.perf_counter_ns()
+        self.t_first: int | None = None  # when the prompt finished
+
+
+class BatchEngine:
+    def __init__(self, runner: Runner, tokenizer: Tokenizer) -> None:
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.active: list[Sequence] = []
+        self._free = list(range(runner.n_slots))
+        newline = tokenizer.encode("\n", add_special=False)
+        self.newline_id = newline[0] if len(newline) == 1 else None  # for penalize_newline
+
+    @property
+    def has_free_slot(self) -> bool:
+        return bool(self._free)
+
+    def add(self, prompt_ids: list[int], params: SamplingParams, cancel: threading.Event | None = None,
+            constraint: Constraint | None = None) -> Sequence:
+        """Admit a request; raises ``ServerBusy`` with no free slot, ``ContextOverflow``
+        if the prompt cannot fit."""
+        if not prompt_ids:
+            raise KettleError("the prompt is empty: nothing to continue from")
+        if len(prompt_ids) >= self.runner.n_ctx:
+            raise ContextOverflow(len(prompt_ids) + 1, self.runner.n_ctx)
+        if not self._free:
+            raise ServerBusy("no free slot")
+        seq = Sequence(self, prompt_ids, params, cancel, constraint)
+        cache = self.runner.cache
+        # Reuse the slot whose cached tokens share the longest prefix.
+        best = max(self._free, key=lambda s: cache.common_prefix(s, prompt_ids))
+        self._free.remove(best)
+        keep = min(cache.common_prefix(best, prompt_ids), len(prompt_ids) - 1)
+        cache.truncate(best, keep)
+        seq.slot = best
+        seq.pending = list(prompt_ids[keep:])
+        self.active.append(seq)
+        return seq
+
+    def release(self, seq: Sequence) -> None:
+        """Free the sequence's slot; its cache stays for prefix reuse."""
+        if seq in self.active:
+            self.active.remove(seq)
+            self._free.append(seq.slot)
+        seq.done = True
+
+    def step(self) -> list[tuple[Sequence, Chunk]]:
+        """One batched forward over every active sequence; returns the chunks made."""
+        events: list[tuple[Sequence, Chunk]] = []
+        for seq in [s for s in self.active if s.cancel.is_set()]:
+            events.append((seq, self._finish(seq, "cancel")))
+        if not self.active:
+            return events
+        cache = self.runner.cache
+        tokens: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        outputs: list[int] = []
+        takers: list[Sequence] = []
+        budget = self.runner.n_batch
+        for seq in self.active:  # decoding sequences first: one token each
+            if seq.next_token is not None:
+                outputs.append(len(tokens))
+                tokens.append(seq.next_token)
+                positions.append(int(cache.lengths[seq.slot]))
+                slots.append(seq.slot)
+                takers.append(seq)
+                budget -= 1
+        prefilled: list[tuple[Sequence, int]] = []
+        for seq in self.active:  # then prompts, within the budget
+            if seq.next_token is None and seq.pending and budget > 0:
+                take = seq.pending[:budget]
+                start = int(cache.lengths[seq.slot])
+                tokens.extend(take)
+                positions.extend(range(start, start + len(take)))
+                slots.extend([seq.slot] * len(take))
+                del seq.pending[: len(take)]
+                budget -= len(take)
+                prefilled.append((seq, len(take)))
+                if not seq.pending:
+                    outputs.append(len(tokens) - 1)
+                    takers.append(seq)
+        if not tokens:
+            return events
+        t0 = time.perf_counter_ns()
+        logits = self.runner.forward(tokens, positions, slots, outputs=outputs)
+        elapsed = time.perf_counter_ns() - t0
+        for seq, n in prefilled:
+            seq.stats.prompt_eval_count += n
+            seq.stats.prompt_eval_duration += elapsed
+        for row, seq in zip(logits, takers):
+            if seq.next_token is not None:
+                seq.stats.eval_duration += elapsed
+            else:
+                seq.t_first = time.perf_counter_ns()
+            chunk = self._advance(seq, row)
+            if chunk is not None:
+                events.append((seq, chunk))
+        return events
+
+    def _advance(self, seq: Sequence, logits: np.ndarray) -> Chunk | None:
+        """Sample the next token of ``seq`` from its logits row; maybe finish it."""
+        if seq.constraint is not None:
+            seq.constraint.mask(logits)
+        token = seq.sampler.sample(logits, seq.history)
+        if seq.constraint is not None:
+            seq.constraint.accept(token)
+        seq.generated.append(token)
+        seq.history.append(token)
+        seq.stats.eval_count += 1
+        if self.tokenizer.is_eog(token):
+            return self._finish(seq, "stop")
+        text, hit = seq.stop.feed(seq.decoder.feed(token))
+        if hit:
+            return self._finish(seq, "stop", text, [token], flush=False)
+        if seq.constraint is not None and seq.constraint.is_complete():
+            return self._finish(seq, "stop", text, [token])
+        if len(seq.generated) >= seq.limit:
+            return self._finish(seq, "length", text, [token])
+        if int(self.runner.cache.lengths[seq.slot]) + 1 >= self.runner.n_ctx:
+            return self._finish(seq, "length", text, [token])
+        seq.next_token = token
+        return Chunk(text, [token]) if text else None
+
+    def _finish(self, seq: Sequence, reason: str, text: str = "", tokens: list[int] | None = None,
+                flush: bool = True) -> Chunk:
+        """End ``seq``. ``flush`` emits text held back by the decoder and the stop
+        matcher (not after a stop string: what follows it is never emitted)."""
+        if flush:
+            more, hit = seq.stop.feed(seq.decoder.flush())
+            text += more if hit else more + seq.stop.flush()
+        self.release(seq)
+        now = time.perf_counter_ns()
+        seq.stats.total_duration = now - seq.t_start
+        return Chunk(text, tokens or [], done=True, done_reason=reason, stats=seq.stats,
+                     context=seq.prompt_ids + seq.generated)
+
+    def run(self, seq: Sequence) -> Iterator[Chunk]:
+        """Drive the engine until ``seq`` is done, yielding its chunks (single user)."""
+        while not seq.done:
+            for s, chunk in self.step():
+                if s is seq:
+                    yield chunk

@@ -1,0 +1,675 @@
+"""The scheduler: which models are loaded, for how long, and which requests run on them.
+
+An explicit state machine (after ollama's ``server/sched.go``), with the loader,
+the embedder and the clock passed in, so its tests need no model and no sleeps.
+
+Models (``Resident``), keyed by name::
+
+    (absent) --acquire, room--> LOADING --loader ok--> READY --leases 0 and expired/keep_alive 0--> UNLOADED
+                                   |                     |  \\--acquire with other spec/load options,
+                                   +--loader failed--> (absent)  or unload(): DRAINING --leases 0--> UNLOADED
+    READY, leases 0, least recently used --another model needs room--> UNLOADED
+
+Requests (``Ticket``) inside a READY model::
+
+    QUEUED --a slot frees (FIFO)--> RUNNING --last chunk--> DONE
+       \\--cancel--> CANCELLED       \\--cancel: the engine ends it at its next step--> CANCELLED
+                                     \\--engine error--> FAILED
+
+* ``acquire(name, spec, load_options, keep_alive)`` returns a ``Lease`` pinning a
+  READY model, loading it on demand (in the caller's thread), evicting the least
+  recently used idle model when ``max_loaded`` are resident, reloading when the
+  spec or a load-time option (num_ctx, num_batch, num_thread) differs. It waits on
+  a condition while a model loads or drains, and raises ``ServerBusy`` at once when
+  ``max_queue`` requests already wait (for a model or for a slot).
+* ``Lease.submit(prompt_ids, params, sink)`` queues a generation; the model's worker
+  thread admits it into a free engine slot at its next step (continuous batching:
+  every active sequence decodes in one batched ``engine.step()``), and hands each
+  ``Chunk`` to ``sink`` from the worker thread (sinks must not block). The last
+  event is a ``Chunk`` with ``done`` or an exception.
+* ``Lease.embed(texts, truncate, sink)`` queues an embedding; the worker runs it
+  between two steps on a slot no active sequence uses.
+* ``Lease.release()`` cancels what the lease still has running (a client that
+  disconnected) and starts the keep_alive countdown when nobody holds the model:
+  ``keep_alive`` seconds, 0 unloads at once, negative keeps it forever.
+* ``reap()`` unloads every idle model whose keep_alive has passed and returns the
+  next deadline; ``start()`` runs it in a thread that waits on a condition until
+  that deadline (no polling).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from kettle import config
+from kettle.errors import Cancelled, ContextOverflow, InvalidParameter, KettleError, ServerBusy
+
+Clock = Callable[[], float]  # monotonic seconds
+
+
+class EngineLike(Protocol):
+    """What the scheduler needs of ``kettle.engine.batch.BatchEngine``."""
+
+    active: list[Any]
+
+    @property
+    def has_free_slot(self) -> bool: ...
+
+    def add(self, prompt_ids: list[int], params: Any, cancel: threading.Event | None = None,
+            constraint: Any = None) -> Any: ...
+
+    def step(self) -> list[tuple[Any, Any]]: ...
+
+    def release(self, seq: Any) -> None: ...
+
+
+class RunnerLike(Protocol):
+    n_slots: int  # KV cache slots: the most sequences decoded together
+
+
+class LoadedModel(Protocol):
+    """What the scheduler needs of ``kettle.api.Model``."""
+
+    engine: EngineLike
+    runner: RunnerLike
+    load_duration: int  # ns
+
+    def close(self) -> None: ...
+
+
+Loader = Callable[[Any, Any, int], LoadedModel]  # (spec, load_options, num_parallel) -> model
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: np.ndarray  # (n_texts, n_embd) float32, L2-normalised
+    prompt_tokens: int  # tokens evaluated, all texts together
+
+
+Embedder = Callable[[Any, int, Sequence[str], bool], EmbedResult]  # (model, free slot, texts, truncate)
+Sink = Callable[[Any], None]  # receives Chunk / EmbedResult, or an exception as the last event
+
+
+# Go's time.ParseDuration units, in seconds.
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+FOREVER = -1.0  # keep_alive: never unload
+
+
+def parse_keep_alive(value: object, name: str = "keep_alive") -> float:
+    """ollama's keep_alive -> seconds: a number of seconds, or a Go duration string
+    (``"5m"``, ``"1h30m"``, ``"300ms"``, ``"0"``, ``"-1s"``; a bare integer string is
+    taken as seconds). Any negative value means forever (``FOREVER``); 0 unloads at once.
+    Raises ``InvalidParameter`` for anything else (bools, NaN, malformed strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidParameter(name, value, "expected a number of seconds or a duration such as \"5m\"")
+    if isinstance(value, str):
+        text = value.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        if re.fullmatch(r"\d+", body):
+            seconds = float(body)
+        elif body and _DURATION_PART.sub("", body) == "":
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(body))
+        else:
+            raise InvalidParameter(name, value, "expected a duration such as \"5m\", \"1h30m\" or \"-1\"")
+        value = sign * seconds
+    if not math.isfinite(value):
+        raise InvalidParameter(name, value, "must be a finite number")
+    return FOREVER if value < 0 else float(value)
+
+
+def embed_on_slot(model: Any, slot: int, texts: Sequence[str], truncate: bool) -> EmbedResult:
+    """Mean-pooled, L2-normalised final hidden states of each text, computed on KV slot
+    ``slot`` (which no active sequence uses) and cleared afterwards; the same vectors as
+    ``kettle.api.Model.embed``. A text longer than the context is cut to fit when
+    ``truncate``, else ``ContextOverflow``."""
+    runner = model.runner
+    out = np.zeros((len(texts), model.transformer.config.n_embd), dtype=np.float32)  # (n, n_embd)
+    used = 0
+    for i, text in enumerate(texts):
+        ids = model.tokenize(text, add_special=True, parse_special=True)
+        if len(ids) > runner.n_ctx:
+            if not truncate:
+                raise ContextOverflow(len(ids), runner.n_ctx)
+            ids = ids[: runner.n_ctx]
+        if not ids:
+            continue
+        used += len(ids)
+        runner.cache.clear(slot)
+        try:
+            n = len(ids)
+            hidden = runner.forward(ids, range(n), [slot] * n, outputs=range(n), hidden=True)  # (n, n_embd)
+        finally:
+            runner.cache.clear(slot)
+        v = hidden.astype(np.float64).mean(axis=0)
+        norm = np.linalg.norm(v)
+        out[i] = v / norm if norm > 0 else v
+    return EmbedResult(out, used)
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"  # the loader runs; acquirers wait
+    READY = "ready"  # serving (idle when no lease holds it)
+    DRAINING = "draining"  # no new leases; unloaded when the last lease goes
+    UNLOADED = "unloaded"  # out of the table; its worker ends and closes the model
+
+
+class Action(enum.Enum):
+    """What ``acquire`` does next (``Scheduler.plan``)."""
+
+    USE = "use"  # the model is READY with this spec and load options: lease it
+    LOAD = "load"  # there is room: load it in the caller's thread
+    EVICT = "evict"  # unload this idle model (least recently used, or a stale load of this name)
+    DRAIN = "drain"  # this name is loaded differently and in use: let it finish, then reload
+    WAIT = "wait"  # wait for a load, a drain or a release
+
+
+class RequestState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({RequestState.DONE, RequestState.CANCELLED, RequestState.FAILED})
+
+
+class TicketKind(enum.Enum):
+    GENERATE = "generate"
+    EMBED = "embed"
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One generation or embedding inside a loaded model."""
+
+    kind: TicketKind
+    lease: Lease
+    sink: Sink
+    prompt_ids: list[int] = field(default_factory=list)
+    params: Any = None
+    constraint: Any = None
+    texts: Sequence[str] = ()
+    truncate: bool = True
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    state: RequestState = RequestState.QUEUED
+    seq: Any = None  # the engine's Sequence while RUNNING
+
+    def cancel(self) -> None:
+        """Stop this request (from any thread); its slot frees at the engine's next step."""
+        self.lease.scheduler._cancel(self)
+
+
+@dataclass(eq=False)
+class Resident:
+    """A model in the table, and everything the scheduler tracks about it."""
+
+    name: str
+    spec: Any
+    load_options: Any
+    state: ModelState
+    wake: threading.Condition  # the worker waits on it (shares the scheduler's lock)
+    model: LoadedModel | None = None
+    leases: int = 0
+    keep_alive: float = 300.0  # seconds; 0 unload when idle, < 0 forever
+    expires_at: float | None = None  # clock time; None: held, or forever
+    last_used: float = 0.0
+    pending: deque[Ticket] = field(default_factory=deque)
+    running: dict[int, Ticket] = field(default_factory=dict)  # id(seq) -> ticket
+    worker: threading.Thread | None = None
+
+    def matches(self, spec: Any, load_options: Any) -> bool:
+        return self.spec == spec and self.load_options == load_options
+
+
+@dataclass(frozen=True)
+class ResidentInfo:
+    """A loaded model, as ``/api/ps`` shows it."""
+
+    name: str
+    spec: Any
+    load_options: Any
+    state: ModelState
+    expires_in: float | None  # seconds from now; None: forever or in use
+    keep_alive: float  # seconds once idle; FOREVER (-1): never unloaded
+    active: int  # requests holding it
+    running: int  # sequences in engine slots
+
+
+class Lease:
+    """A request's hold on a READY model (a context manager; ``release`` is idempotent)."""
+
+    def __init__(self, scheduler: Scheduler, resident: Resident, keep_alive: float, load_duration: int) -> None:
+        self.scheduler = scheduler
+        self.resident = resident
+        self.keep_alive = keep_alive
+        self.load_duration = load_duration  # ns this request spent loading the model (0: it was loaded)
+        self.queued = True  # counted in the queue until a slot takes its first ticket
+        self.released = False
+        self.tickets: list[Ticket] = []
+
+    @property
+    def model(self) -> Any:
+        return self.resident.model
+
+    def submit(self, prompt_ids: list[int], params: Any, sink: Sink, constraint: Any = None) -> Ticket:
+        ticket = Ticket(TicketKind.GENERATE, self, sink, prompt_ids=list(prompt_ids), params=params,
+                        constraint=constraint)
+        return self.scheduler._enqueue(ticket)
+
+    def embed(self, texts: Sequence[str], sink: Sink, truncate: bool = True) -> Ticket:
+        ticket = Ticket(TicketKind.EMBED, self, sink, texts=list(texts), truncate=truncate)
+        return self.scheduler._enqueue(ticket)
+
+    def release(self) -> None:
+        self.scheduler._release(self)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Scheduler:
+    """Loaded models, keep_alive, slots and the queue; see the module docstring."""
+
+    def __init__(
+        self,
+        loader: Loader,
+        *,
+        clock: Clock = time.monotonic,
+        embedder: Embedder = embed_on_slot,
+        num_parallel: int | None = None,
+        max_loaded: int | None = None,
+        max_queue: int | None = None,
+        keep_alive: float | None = None,
+    ) -> None:
+        self._loader = loader
+        self._clock = clock
+        self._embedder = embedder
+        self.num_parallel = _positive("KETTLE_NUM_PARALLEL", num_parallel)
+        self.max_loaded = _positive("KETTLE_MAX_LOADED_MODELS", max_loaded)
+        self.max_queue = max_queue if max_queue is not None else config.get_int("KETTLE_MAX_QUEUE")
+        self.default_keep_alive = (
+            keep_alive if keep_alive is not None
+            else parse_keep_alive(config.get("KETTLE_KEEP_ALIVE"), "KETTLE_KEEP_ALIVE")
+        )
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # acquirers and the reaper wait on it
+        self._models: dict[str, Resident] = {}
+        self._queued = 0  # leases that hold no slot yet
+        self._closed = False
+        self._reaper: threading.Thread | None = None
+        self._ids = itertools.count()
+
+    # -- models -----------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock()
+
+    def acquire(self, name: str, spec: Any, load_options: Any, keep_alive: float | None = None,
+                cancel: threading.Event | None = None) -> Lease:
+        """A lease on model ``name`` loaded from ``spec`` with ``load_options`` (see module doc).
+
+        Raises ``ServerBusy`` when the queue is full, ``Cancelled`` when ``cancel`` is set
+        while waiting (call ``wake_waiters`` after setting it), and whatever the loader raises.
+        """
+        ka = self.default_keep_alive if keep_alive is None else keep_alive
+        with self._lock:
+            if self._closed:
+                raise ServerBusy("the server is shutting down")
+            if self._queued >= self.max_queue:
+                raise ServerBusy(f"server busy: {self._queued} requests are already waiting (KETTLE_MAX_QUEUE)")
+            self._queued += 1
+            try:
+                return self._acquire_locked(name, spec, load_options, ka, cancel)
+            except BaseException:
+                self._queued -= 1
+                self._changed.notify_all()
+                raise
+
+    def plan(self, name: str, spec: Any, load_options: Any) -> tuple[Action, str | None]:
+        """What ``acquire`` would do next for this request: (action, the model it acts on)."""
+        with self._lock:
+            action, r = self._plan(name, spec, load_options)
+            return action, (r.name if r is not None else None)
+
+    def _plan(self, name: str, spec: Any, load_options: Any) -> tuple[Action, Resident | None]:
+        """The transition table of ``acquire`` (lock held; decides, changes nothing)."""
+        r = self._models.get(name)
+        if r is not None:
+            if r.state is ModelState.READY and r.matches(spec, load_options):
+                return Action.USE, r
+            if r.state is ModelState.READY:  # another spec or other load-time options: reload
+                return (Action.EVICT, r) if r.leases == 0 else (Action.DRAIN, r)
+            return Action.WAIT, r  # LOADING or DRAINING
+        if len(self._models) < self.max_loaded:
+            return Action.LOAD, None
+        idle = [m for m in self._models.values() if m.state is ModelState.READY and m.leases == 0]
+        if idle:
+            return Action.EVICT, min(idle, key=lambda m: m.last_used)
+        return Action.WAIT, None  # every resident model is in use
+
+    def _acquire_locked(self, name: str, spec: Any, load_options: Any, ka: float,
+                        cancel: threading.Event | None) -> Lease:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the client went away while waiting for the model")
+            if self._closed:
+                raise ServerBusy("the server is shutting down")
+            action, r = self._plan(name, spec, load_options)
+            if action is Action.USE:
+                assert r is not None
+                return self._lease(r, ka, 0)
+            if action is Action.LOAD:
+                return self._load(name, spec, load_options, ka)
+            if action is Action.EVICT:
+                assert r is not None
+                self._unload(r)
+            elif action is Action.DRAIN:
+                assert r is not None
+                r.state = ModelState.DRAINING
+                self._changed.wait()
+            else:
+                self._changed.wait()
+
+    def _load(self, name: str, spec: Any, load_options: Any, ka: float) -> Lease:
+        r = Resident(name, spec, load_options, ModelState.LOADING, threading.Condition(self._lock))
+        self._models[name] = r
+        self._lock.release()
+        try:
+            model = self._loader(spec, load_options, self.num_parallel)
+        except BaseException:
+            self._lock.acquire()
+            del self._models[name]
+            self._changed.notify_all()
+            raise
+        self._lock.acquire()
+        r.model = model
+        r.state = ModelState.READY
+        r.worker = threading.Thread(target=self._work, args=(r,), name=f"kettle-model-{next(self._ids)}", daemon=True)
+        r.worker.start()
+        self._changed.notify_all()
+        return self._lease(r, ka, int(model.load_duration))
+
+    def _lease(self, r: Resident, ka: float, load_ns: int) -> Lease:
+        r.leases += 1
+        r.keep_alive = ka
+        r.expires_at = None
+        r.last_used = self._clock()
+        return Lease(self, r, ka, load_ns)
+
+    def _release(self, lease: Lease) -> None:
+        deliveries: list[tuple[Ticket, Any]] = []
+        with self._lock:
+            if lease.released:
+                return
+            lease.released = True
+            for t in lease.tickets:
+                self._cancel_locked(t, deliveries)
+            if lease.queued:
+                lease.queued = False
+                self._queued -= 1
+            r = lease.resident
+            r.leases -= 1
+            r.last_used = self._clock()
+            if r.leases == 0 and r.state is not ModelState.UNLOADED:
+                if r.state is ModelState.DRAINING or r.keep_alive == 0:
+                    self._unload(r)
+                elif r.keep_alive > 0:
+                    r.expires_at = r.last_used + r.keep_alive
+            r.wake.notify()
+            self._changed.notify_all()
+        _deliver(deliveries)
+
+    def unload(self, name: str) -> bool:
+        """Unload ``name`` now if idle, else once its last request ends; False if not loaded."""
+        with self._lock:
+            r = self._models.get(name)
+            if r is None:
+                return False
+            if r.state is ModelState.READY and r.leases == 0:
+                self._unload(r)
+            else:
+                r.keep_alive = 0
+            return True
+
+    def _unload(self, r: Resident) -> None:
+        """Take ``r`` out of the table (lock held); its worker finishes and closes the model."""
+        r.state = ModelState.UNLOADED
+        if self._models.get(r.name) is r:
+            del self._models[r.name]
+        r.wake.notify()
+        self._changed.notify_all()
+
+    def reap(self) -> float | None:
+        """Unload idle models whose keep_alive has passed; the next deadline, or None."""
+        with self._lock:
+            return self._reap_locked()
+
+    def _reap_locked(self) -> float | None:
+        now = self._clock()
+        deadline: float | None = None
+        for r in list(self._models.values()):
+            if r.state is not ModelState.READY or r.leases or r.expires_at is None:
+                continue
+            if r.expires_at <= now:
+                self._unload(r)
+            else:
+                deadline = r.expires_at if deadline is None else min(deadline, r.expires_at)
+        return deadline
+
+    def loaded(self) -> list[ResidentInfo]:
+        with self._lock:
+            now = self._clock()
+            return [
+                ResidentInfo(r.name, r.spec, r.load_options, r.state,
+                             None if r.expires_at is None else max(0.0, r.expires_at - now),
+                             r.keep_alive, r.leases, len(r.running))
+                for r in self._models.values() if r.state is not ModelState.LOADING
+            ]
+
+    def wake_waiters(self) -> None:
+        """Wake threads waiting in ``acquire`` (after setting their cancel event)."""
+        with self._lock:
+            self._changed.notify_all()
+
+    # -- requests ---------------------------------------------------------------
+
+    def _enqueue(self, ticket: Ticket) -> Ticket:
+        lease = ticket.lease
+        with self._lock:
+            if lease.released or lease.resident.state is ModelState.UNLOADED:
+                raise KettleError("the model was unloaded before the request could run")
+            lease.tickets.append(ticket)
+            lease.resident.pending.append(ticket)
+            lease.resident.wake.notify()
+        return ticket
+
+    def _cancel(self, ticket: Ticket) -> None:
+        deliveries: list[tuple[Ticket, Any]] = []
+        with self._lock:
+            self._cancel_locked(ticket, deliveries)
+        _deliver(deliveries)
+
+    def _cancel_locked(self, t: Ticket, deliveries: list[tuple[Ticket, Any]]) -> None:
+        if t.state in TERMINAL:
+            return
+        t.cancel_event.set()
+        r = t.lease.resident
+        if t.state is RequestState.QUEUED:
+            if t in r.pending:
+                r.pending.remove(t)
+            t.state = RequestState.CANCELLED
+            deliveries.append((t, Cancelled("cancelled before it started")))
+        r.wake.notify()  # a RUNNING one ends at the engine's next step
+
+    def _unqueue(self, lease: Lease) -> None:
+        if lease.queued:
+            lease.queued = False
+            self._queued -= 1
+            self._changed.notify_all()
+
+    def _admit(self, r: Resident, engine: EngineLike, deliveries: list[tuple[Ticket, Any]]) -> Ticket | None:
+        """Move queued tickets into free slots, FIFO (lock held). Returns an embedding to run
+        now, if the queue's head is one (admission stops there: it uses a free slot)."""
+        while r.pending:
+            t = r.pending[0]
+            if t.kind is TicketKind.EMBED:
+                if _free_slot(r, engine) is None:
+                    return None
+                r.pending.popleft()
+                t.state = RequestState.RUNNING
+                self._unqueue(t.lease)
+                return t
+            if not engine.has_free_slot:
+                return None
+            r.pending.popleft()
+            try:
+                t.seq = engine.add(t.prompt_ids, t.params, t.cancel_event, t.constraint)
+            except Exception as e:  # noqa: BLE001 - ContextOverflow and the like: this request fails
+                t.state = RequestState.FAILED
+                deliveries.append((t, e))
+                continue
+            t.state = RequestState.RUNNING
+            r.running[id(t.seq)] = t
+            self._unqueue(t.lease)
+        return None
+
+    def _work(self, r: Resident) -> None:
+        """The model's worker thread: admit, step, dispatch, until unloaded and empty."""
+        assert r.model is not None
+        engine = r.model.engine
+        deliveries: list[tuple[Ticket, Any]] = []
+        try:
+            while True:
+                with self._lock:
+                    while r.state is not ModelState.UNLOADED and not engine.active and not r.pending:
+                        r.wake.wait()
+                    if r.state is ModelState.UNLOADED:
+                        self._drop_all(r, engine, deliveries)
+                        break
+                    job = self._admit(r, engine, deliveries)
+                _deliver(deliveries)
+                if job is not None:
+                    self._run_embed(r, engine, job)
+                elif engine.active:
+                    self._step(r, engine)
+        finally:
+            _deliver(deliveries)
+            r.model.close()
+
+    def _run_embed(self, r: Resident, engine: EngineLike, t: Ticket) -> None:
+        slot = _free_slot(r, engine)
+        try:
+            result: Any = self._embedder(r.model, slot, t.texts, t.truncate)
+            state = RequestState.DONE
+        except Exception as e:  # noqa: BLE001 - handed to the request, not swallowed
+            result, state = e, RequestState.FAILED
+        with self._lock:
+            if t.state is RequestState.RUNNING:
+                t.state = state
+            else:
+                return
+        t.sink(result)
+
+    def _step(self, r: Resident, engine: EngineLike) -> None:
+        try:
+            events = engine.step()
+        except Exception as e:  # noqa: BLE001 - the engine failed: fail what it was running
+            with self._lock:
+                failed = list(r.running.values())
+                r.running.clear()
+                for t in failed:
+                    t.state = RequestState.FAILED
+                    engine.release(t.seq)
+            _deliver([(t, e) for t in failed])
+            return
+        deliveries: list[tuple[Ticket, Any]] = []
+        with self._lock:
+            for seq, chunk in events:
+                t = r.running.get(id(seq))
+                if t is None:
+                    continue
+                if chunk.done:
+                    del r.running[id(seq)]
+                    t.state = RequestState.CANCELLED if chunk.done_reason == "cancel" else RequestState.DONE
+                deliveries.append((t, chunk))
+            if not r.running:
+                self._changed.notify_all()
+        _deliver(deliveries)
+
+    def _drop_all(self, r: Resident, engine: EngineLike, deliveries: list[tuple[Ticket, Any]]) -> None:
+        for t in list(r.running.values()):
+            engine.release(t.seq)
+            t.state = RequestState.CANCELLED
+            deliveries.append((t, Cancelled("the model was unloaded")))
+        r.running.clear()
+        while r.pending:
+            t = r.pending.popleft()
+            t.state = RequestState.CANCELLED
+            deliveries.append((t, Cancelled("the model was unloaded")))
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run ``reap`` in a thread, waking at each keep_alive deadline."""
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap_loop, name="kettle-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap_loop(self) -> None:
+        with self._lock:
+            while not self._closed:
+                deadline = self._reap_locked()
+                self._changed.wait(None if deadline is None else max(0.0, deadline - self._clock()))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Unload every model and stop the threads."""
+        with self._lock:
+            self._closed = True
+            residents = list(self._models.values())
+            for r in residents:
+                for t in list(r.running.values()):
+                    t.cancel_event.set()
+                self._unload(r)
+            self._changed.notify_all()
+        for r in residents:
+            if r.worker is not None:
+                r.worker.join(timeout)
+        if self._reaper is not None:
+            self._reaper.join(timeout)
+
+
+def _free_slot(r: Resident, engine: EngineLike) -> int | None:
+    """A KV slot no active sequence uses, or None."""
+    assert r.model is not None
+    used = {seq.slot for seq in engine.active}
+    return next((s for s in range(r.model.runner.n_slots) if s not in used), None)
+
+
+def _deliver(deliveries: list[tuple[Ticket, Any]]) -> None:
+    for ticket, event in deliveries:
+        ticket.sink(event)
+    deliveries.clear()
+
+
+def _positive(name: str, value: int | None) -> int:
+    n = value if value is not None else config.get_int(name)
+    if n < 1:
+        raise KettleError(f"{name} must be at least 1, got {n}")
+    return n

@@ -1,0 +1,103 @@
+"""One tree of typed errors.
+
+Every error kettle raises on purpose is a ``KettleError``. Each names what went
+wrong, where, and (when it can) how to fix it. The server maps the classes to
+HTTP status codes (see ``kettle/server``); the CLI prints ``str(error)``.
+"""
+
+from __future__ import annotations
+
+
+class KettleError(Exception):
+    """Base class of every error kettle raises on purpose."""
+
+
+class GGUFError(KettleError):
+    """A GGUF file is truncated, corrupt, hostile or unsupported.
+
+    ``path`` names the file; the message names the problem.
+    """
+
+    def __init__(self, path: object, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
+class UnsupportedModel(KettleError):
+    """The architecture or a tensor type is not one kettle can run."""
+
+
+class WeightError(KettleError):
+    """Tensors a model needs are missing or have the wrong shape (all listed at once)."""
+
+
+class TokenizerError(KettleError):
+    """Tokenizer metadata is missing or inconsistent, or an id is out of range."""
+
+
+class TemplateError(KettleError):
+    """A chat/prompt template failed to parse or to render (or hit a limit)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line else message)
+
+
+class ModelfileError(KettleError):
+    """A Modelfile is invalid; ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line else message)
+
+
+class InvalidParameter(KettleError, ValueError):
+    """An option has the wrong type or is out of range."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid value for {name!r}: {value!r} ({reason})")
+
+
+class SamplingError(KettleError):
+    """The sampler cannot draw a token: the logits are NaN, +inf, all -inf, or the wrong shape.
+
+    This means the model produced a broken distribution (or the caller passed the wrong row);
+    kettle never samples silently from such a distribution.
+    """
+
+
+class ModelNotFound(KettleError):
+    """No model of that name in the store (nor a GGUF file at that path)."""
+
+    def __init__(self, name: str, hint: str = "") -> None:
+        self.name = name
+        msg = f"model '{name}' not found"
+        super().__init__(f"{msg}, {hint}" if hint else msg)
+
+
+class ContextOverflow(KettleError):
+    """A sequence would grow past the context window (num_ctx)."""
+
+    def __init__(self, needed: int, num_ctx: int) -> None:
+        self.needed = needed
+        self.num_ctx = num_ctx
+        super().__init__(
+            f"the input needs {needed} tokens but the context window holds {num_ctx}; "
+            f"raise num_ctx or shorten the input"
+        )
+
+
+class Cancelled(KettleError):
+    """A generation was cancelled from another thread."""
+
+
+class StoreError(KettleError):
+    """The model store could not complete an operation."""
+
+
+class ServerBusy(KettleError):
+    """The request queue is full; try again later."""

@@ -1,0 +1,264 @@
+"""Build a store model from a Modelfile (``kettle create``), and write one back (``show --modelfile``).
+
+``create_model`` works as ollama's create does: the new model starts from the
+FROM model's layers and replaces or adds only what the Modelfile says
+(PARAMETERs merge key by key over the base's; TEMPLATE, SYSTEM and MESSAGEs
+replace; LICENSE and ADAPTER add).
+
+FROM takes, in this order: a model in the store (a bundled one is pulled
+first when missing); a GGUF file (a path relative to ``base_dir``, absolute,
+or ``~``); a blob digest ``sha256:<hex>``. Every way of not finding a model
+gives one error, so the error says nothing about files outside the store.
+A file must be a regular file that starts with the GGUF magic; it is opened
+without blocking and checked on the open descriptor (a FIFO or device is
+refused, not read). ADAPTER paths are relative to ``base_dir`` and may not
+leave it (``..`` or a symlink out is refused); adapters are stored but not
+yet applied: kettle has no LoRA support yet.
+
+Everything is parsed, typed and checked before the first write; if a write
+then fails, the blobs it added are pruned again, so a failed create leaves
+the store as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from kettle.errors import GGUFError, ModelfileError
+from kettle.gguf.constants import MAGIC
+from kettle.modelfile.parser import Command, Instruction, Modelfile, parse
+from kettle.modelfile.spec import ModelSpec, interpret
+from kettle.store.blobs import open_regular_file
+from kettle.store.bundled import find_bundled, params_json, pull_bundled
+from kettle.store.details import ModelDetails, probe_gguf
+from kettle.store.manifest import Layer, MediaType, is_digest, normalize_digest
+from kettle.store.model import StoredModel
+from kettle.store.names import ModelName, parse_name, valid_name
+from kettle.store.store import Store
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class _Base:
+    """The model a Modelfile builds on: its layers, or a GGUF file still to be stored."""
+
+    layers: list[Layer]
+    details: ModelDetails
+    params: dict[str, Any] = field(default_factory=dict)
+    source: BinaryIO | None = None  # an open GGUF file to store as the model layer
+
+
+def _open_gguf(path: Path) -> BinaryIO | None:
+    """``path`` opened when it is a regular file starting with the GGUF magic, else None."""
+    f = open_regular_file(path)
+    if f is None:
+        return None
+    try:
+        if f.read(len(MAGIC)) == MAGIC:
+            f.seek(0)
+            return f
+    except OSError:
+        pass
+    f.close()
+    return None
+
+
+def _details(path: Path, command: Command) -> ModelDetails:
+    try:
+        return probe_gguf(path)
+    except GGUFError as e:
+        raise ModelfileError(f"{command.instruction} {command.value!r}: {e.message}", command.line) from None
+
+
+def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report) -> _Base:
+    arg = command.value
+    if is_digest(arg):
+        digest = normalize_digest(arg)
+        f = _open_gguf(store.blob_path(digest))
+        if f is None:
+            raise ModelfileError(f"FROM {arg}: no GGUF blob with that digest in the store", command.line)
+        f.close()
+        return _Base([store.layer_for_blob(MediaType.MODEL, digest)], _details(store.blob_path(digest), command))
+    name = parse_name(arg)
+    if name.is_valid() and store.exists(name):
+        return _from_store(store.resolve(name), name)
+    path = Path(arg).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    f = _open_gguf(path)
+    if f is not None:
+        try:
+            return _Base([], _details(path, command), source=f)
+        except BaseException:
+            f.close()
+            raise
+    if name.is_valid() and find_bundled(name) is not None:
+        pull_bundled(store, name, lambda status, done, total: report(status) if not total else None)
+        return _from_store(store.resolve(name), name)
+    raise ModelfileError(f"FROM {arg!r}: no model of that name in the store and no GGUF model file at that path", command.line)
+
+
+def _from_store(stored: StoredModel, name: ModelName) -> _Base:
+    return _Base(list(stored.manifest.layers), stored.details.with_parent(name.display()), dict(stored.params))
+
+
+def _adapter(store: Store, command: Command, base_dir: Path) -> tuple[Layer | None, BinaryIO | None]:
+    """An ADAPTER as (layer of a stored blob, None) or (None, open file to store)."""
+    arg = command.value
+    if is_digest(arg):
+        f = _open_gguf(store.blob_path(arg))
+        if f is None:
+            raise ModelfileError(f"ADAPTER {arg}: no GGUF blob with that digest in the store", command.line)
+        f.close()
+        return store.layer_for_blob(MediaType.ADAPTER, arg), None
+    root = base_dir.resolve()
+    relative = Path(arg)
+    if relative.is_absolute() or arg.startswith("~"):
+        raise ModelfileError(f"ADAPTER {arg!r}: the path must be relative to the Modelfile's directory", command.line)
+    full = (root / relative).resolve()
+    if not full.is_relative_to(root):
+        raise ModelfileError(f"ADAPTER {arg!r}: the path leaves the Modelfile's directory", command.line)
+    f = _open_gguf(full)
+    if f is None:
+        raise ModelfileError(f"ADAPTER {arg!r}: not a GGUF adapter file", command.line)
+    return None, f
+
+
+def _replace(layers: list[Layer], media_types: tuple[str, ...], new: Layer | None) -> list[Layer]:
+    kept = [layer for layer in layers if layer.media_type not in media_types]
+    return kept + ([new] if new is not None else [])
+
+
+def create_model(
+    store: Store,
+    name: str | ModelName,
+    modelfile_text: str | bytes | Modelfile,
+    base_dir: Path | str,
+    *,
+    progress: Report | None = None,
+) -> str:
+    """Create (or replace) model ``name`` from a Modelfile; returns the manifest's hex digest.
+
+    Raises ModelfileError (with the line) for anything wrong in the Modelfile,
+    StoreError for an invalid name or a failed write; nothing is left in the
+    store when it raises.
+    """
+    report = progress or (lambda status: None)
+    target = valid_name(name)
+    modelfile = modelfile_text if isinstance(modelfile_text, Modelfile) else parse(modelfile_text)
+    spec = interpret(modelfile)
+    base_dir = Path(base_dir)
+    opened: list[BinaryIO] = []
+    try:
+        adapters = [_adapter(store, command, base_dir) for command in spec.adapters]
+        opened += [f for _, f in adapters if f is not None]
+        report("parsing modelfile")
+        if spec.adapters:
+            report("note: ADAPTER layers are stored but not applied yet (kettle has no LoRA support)")
+        base = _resolve_base(store, spec.base, base_dir, report)
+        if base.source is not None:
+            opened.append(base.source)
+        return _write(store, target, spec, base, adapters, report)
+    finally:
+        for f in opened:
+            f.close()
+
+
+def _write(
+    store: Store,
+    target: ModelName,
+    spec: ModelSpec,
+    base: _Base,
+    adapters: list[tuple[Layer | None, BinaryIO | None]],
+    report: Report,
+) -> str:
+    added: list[str] = []
+
+    def track(layer: Layer, existed: bool) -> Layer:
+        # Every digest goes on the list: pruning on failure spares what a manifest uses.
+        report(f"{'using existing' if existed else 'creating new'} layer {layer.digest}")
+        added.append(layer.digest)
+        return layer
+
+    def text_layer(media_type: str, data: bytes) -> Layer:
+        existed = store.has_blob("sha256:" + hashlib.sha256(data).hexdigest())
+        return track(store.add_layer(media_type, data), existed)
+
+    try:
+        with store.writing():
+            layers = list(base.layers)
+            if base.source is not None:
+                report("copying model data")
+                digest = store.add_blob_stream(base.source)
+                layers = [track(store.layer_for_blob(MediaType.MODEL, digest), False)]
+            for layer, f in adapters:
+                if f is not None:
+                    layer = track(store.layer_for_blob(MediaType.ADAPTER, store.add_blob_stream(f)), False)
+                layers.append(layer)
+            if spec.parameters:
+                merged = {**base.params, **spec.parameters}
+                layers = _replace(layers, (MediaType.PARAMS,), text_layer(MediaType.PARAMS, params_json(merged)))
+            if spec.template is not None:
+                template = text_layer(MediaType.TEMPLATE, spec.template.encode())
+                layers = _replace(layers, (MediaType.TEMPLATE, MediaType.PROMPT), template)
+            if spec.system is not None:
+                system = text_layer(MediaType.SYSTEM, spec.system.encode()) if spec.system else None
+                layers = _replace(layers, (MediaType.SYSTEM,), system)
+            for text in spec.licenses:
+                license_layer = text_layer(MediaType.LICENSE, text.encode())
+                if license_layer not in layers:
+                    layers.append(license_layer)
+            if spec.messages:
+                data = json.dumps(list(spec.messages), ensure_ascii=False).encode()
+                layers = _replace(layers, (MediaType.MESSAGES,), text_layer(MediaType.MESSAGES, data))
+            report("writing manifest")
+            digest = store.write_model(target, layers, base.details)
+    except BaseException:
+        if added:
+            store.prune(added)
+        raise
+    report("success")
+    return digest
+
+
+# -- show --modelfile -----------------------------------------------------------
+
+
+def format_parameter(value: object) -> str:
+    """A typed parameter value as PARAMETER text that ``coerce_parameter`` reads back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def to_modelfile(stored: StoredModel, name: str | None = None) -> str:
+    """A Modelfile that builds ``stored`` again (``kettle show --modelfile``).
+
+    FROM is the GGUF blob's path, as ollama prints it; adapters are given by
+    digest. Raises ModelfileError for a value no Modelfile syntax can hold.
+    """
+    shown = name or stored.name.display()
+    commands = [Command(Instruction.FROM, str(stored.model_path))]
+    if stored.template is not None:
+        commands.append(Command(Instruction.TEMPLATE, stored.template))
+    if stored.system is not None:
+        commands.append(Command(Instruction.SYSTEM, stored.system))
+    for key in sorted(stored.params):
+        value = stored.params[key]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        commands += [Command(Instruction.PARAMETER, format_parameter(v), key) for v in values if v is not None]
+    commands += [Command(Instruction.ADAPTER, normalize_digest(path.name)) for path in stored.adapters]
+    commands += [Command(Instruction.LICENSE, text) for text in stored.license]
+    commands += [Command(Instruction.MESSAGE, m["content"], m["role"]) for m in stored.messages]
+    header = (
+        '# Modelfile generated by "kettle show"\n'
+        "# To build a new Modelfile based on this, replace FROM with:\n"
+        f"# FROM {shown}\n\n"
+    )
+    return header + str(Modelfile(tuple(commands)))
+

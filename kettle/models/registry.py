@@ -1,0 +1,29 @@
+"""Architecture name (``general.architecture``) -> the module that loads it.
+
+One line per architecture; modules are imported only when a file needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from kettle.errors import UnsupportedModel
+from kettle.gguf import GGUFFile
+from kettle.models.transformer import Transformer
+
+ARCHITECTURES: dict[str, str] = {
+    "llama": "kettle.models.llama",
+    "qwen2": "kettle.models.llama",
+    "gemma3": "kettle.models.gemma3",
+}
+
+
+def load_model(gguf: GGUFFile) -> Transformer:
+    arch = gguf.architecture
+    module = ARCHITECTURES.get(arch)
+    if module is None:
+        raise UnsupportedModel(
+            f"{gguf.path}: architecture '{arch}' is not supported "
+            f"(supported: {', '.join(sorted(ARCHITECTURES))})"
+        )
+    return importlib.import_module(module).load(gguf)

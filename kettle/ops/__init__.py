@@ -1,0 +1,23 @@
+"""Numba kernels for the non-matmul parts of a transformer step.
+
+Every kernel computes each output row from its own input row only, in a fixed
+order, so a row's result never depends on which other rows share the batch
+(batch invariance: the same logits at any concurrency).
+"""
+
+from kettle.ops.activations import add_inplace, gelu_tanh_mul, scale_inplace, silu_mul
+from kettle.ops.attention import attention
+from kettle.ops.norm import rms_norm, rms_norm_heads
+from kettle.ops.rope import RopeStyle, rope_inplace
+
+__all__ = [
+    "add_inplace",
+    "attention",
+    "gelu_tanh_mul",
+    "rms_norm",
+    "rms_norm_heads",
+    "rope_inplace",
+    "RopeStyle",
+    "scale_inplace",
+    "silu_mul",
+]

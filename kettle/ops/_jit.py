@@ -1,0 +1,37 @@
+"""The one place that sets numba's options for kettle's kernels."""
+
+from __future__ import annotations
+
+import os
+
+# numba's OpenMP threads spin at barriers by default; on a 2-core machine
+# shared with other processes that collapses throughput 50-100x.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+
+# Kernels: compiled on first use, cached on disk, released GIL so another
+# thread can cancel or serve while one computes.
+kernel = numba.njit(cache=True, fastmath=True, nogil=True)
+# Reductions whose rounding must not be reassociated (norm statistics).
+exact_kernel = numba.njit(cache=True, nogil=True)
+prange = numba.prange
+
+
+class Dual:
+    """One kernel compiled twice: serial for small batches (waking threads costs
+    tens of microseconds, more than a decode step's work), parallel for large.
+    Both run the same loop body per row, so results do not depend on which ran."""
+
+    def __init__(self, func, min_parallel_rows: int = 8) -> None:
+        self.serial = numba.njit(cache=True, fastmath=True, nogil=True)(func)
+        self.parallel = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)(func)
+        self.min_parallel_rows = min_parallel_rows
+
+    def __call__(self, rows: int, *args):
+        fn = self.parallel if rows >= self.min_parallel_rows else self.serial
+        return fn(*args)
+
+
+def dual_kernel(min_parallel_rows: int = 8):
+    return lambda func: Dual(func, min_parallel_rows)

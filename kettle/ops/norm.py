@@ -1,0 +1,38 @@
+"""RMS normalisation, as ggml computes it (sum of squares in double)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kettle.ops._jit import exact_kernel
+
+
+@exact_kernel
+def _rms_norm(x, w, eps, out):  # x (n, d), w (d,) -> out (n, d)
+    n, d = x.shape
+    for t in range(n):
+        ss = 0.0
+        for i in range(d):
+            v = np.float64(x[t, i])
+            ss += v * v
+        mean = np.float32(ss / d)
+        scale = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
+        for i in range(d):
+            out[t, i] = x[t, i] * scale * w[i]
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """x (n, d) f32, w (d,) f32 -> (n, d): x / sqrt(mean(x^2) + eps) * w."""
+    if out is None:
+        out = np.empty_like(x)
+    _rms_norm(x, w, np.float32(eps), out)
+    return out
+
+
+def rms_norm_heads(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """Per-head norm (gemma's q/k norms): x (n, heads * hd) in place, w (hd,)."""
+    n = x.shape[0]
+    hd = w.shape[0]
+    flat = x.reshape(n * (x.shape[1] // hd), hd)
+    _rms_norm(flat, w, np.float32(eps), flat)
+    return x

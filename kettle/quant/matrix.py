@@ -1,0 +1,121 @@
+"""``QuantMatrix``: a weight matrix kept in its quantized form."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kettle.errors import TokenizerError, WeightError
+from kettle.quant._jit import f16_table
+from kettle.quant.kernels import KernelSet, select
+from kettle.quant.types import GGMLType, row_nbytes, supported_type
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only plain-ndarray view of ``a`` (one numba type for every caller)."""
+    view = a.view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+class QuantMatrix:
+    """A (rows, cols) matrix ``W`` stored as ggml blocks, row after row.
+
+    The bytes are never expanded to float32 as a whole: ``matmul`` and
+    ``get_rows`` decode blocks as they go. ``raw`` is typically a read-only,
+    unaligned view into a memory-mapped GGUF file; it is kept as a view.
+    """
+
+    def __init__(self, raw: np.ndarray, ggml_type: int, shape: tuple[int, int], *, kernels: str | None = None):
+        """``raw``: uint8, ``rows * row_nbytes(t, cols)`` bytes (any shape, e.g.
+        (rows, row_nbytes)). ``shape``: (rows d, cols k) in math order (GGUF lists
+        dimensions fastest-first; the caller has reversed them). ``kernels``:
+        an implementation name to force (tests, benchmarks); default the best.
+
+        Raises ``UnsupportedModel`` for a type kettle cannot compute with and
+        ``WeightError`` when the bytes do not fit the shape.
+        """
+        self.ggml_type: GGMLType = supported_type(ggml_type)
+        try:
+            rows, cols = (int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise WeightError(f"a QuantMatrix shape is (rows, cols), got {shape!r}") from None
+        if rows < 0 or cols < 0:
+            raise WeightError(f"a QuantMatrix shape is (rows, cols), got {shape!r}")
+        self.row_nbytes = row_nbytes(self.ggml_type, cols)
+        data = np.asarray(raw)
+        if data.dtype != np.uint8:
+            raise WeightError(f"{self.ggml_type.name} matrix data must be uint8 bytes, got {data.dtype}")
+        if data.size != rows * self.row_nbytes:
+            raise WeightError(
+                f"{self.ggml_type.name} matrix of shape {(rows, cols)} needs {rows * self.row_nbytes} bytes, "
+                f"got {data.size}"
+            )
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        self._raw = _read_only(data.reshape(rows, self.row_nbytes))  # (rows, row_nbytes) uint8
+        self.rows, self.cols = rows, cols
+        self.nbytes = self._raw.nbytes
+        self._kernels: KernelSet = select(self.ggml_type, kernels)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+    @property
+    def kernel_name(self) -> str:
+        """Which registered implementation this matrix computes with."""
+        return self._kernels.name
+
+    def __repr__(self) -> str:
+        return f"QuantMatrix({self.ggml_type.name}, shape={self.shape}, kernels={self.kernel_name!r})"
+
+    def matmul(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``x @ W.T``: x (n, k) float32 -> (n, d) float32 (a 1-D x (k,) gives (d,)).
+
+        Row t of the result depends on ``x[t]`` only, bit for bit, whatever n,
+        the other rows and the thread count (see ``kernels``). ``out``, when
+        given, must be a writable C-contiguous float32 (n, d) array not
+        overlapping ``x``; it is filled and returned.
+        """
+        x = np.asarray(x)
+        vector = x.ndim == 1
+        if vector:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.cols:
+            raise WeightError(f"matmul input of shape {x.shape} does not fit a {self.shape} matrix (needs (n, {self.cols}))")
+        x = _read_only(np.ascontiguousarray(x, dtype=np.float32))
+        n = x.shape[0]
+        if out is None:
+            out = np.empty((n, self.rows), dtype=np.float32)
+        else:
+            want = (self.rows,) if vector else (n, self.rows)
+            if out.shape != want or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+                raise WeightError(f"matmul out must be a writable C-contiguous float32 array of shape {want}")
+            if np.may_share_memory(out, x):
+                raise WeightError("matmul out must not overlap its input")
+        if n and self.rows:
+            self._kernels.matmul(self._raw, x, out.reshape(n, self.rows), f16_table(), 1)
+        return out[0] if vector and out.ndim == 2 else out
+
+    def get_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` of W as float32 (len(ids), k) (the embedding lookup).
+
+        Decodes only those rows, bit-exact with ``dequantize``. Raises
+        ``TokenizerError`` for an id outside ``0..rows-1``.
+        """
+        idx = np.asarray(ids)
+        if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
+            raise TokenizerError(f"row ids must be a 1-D integer array, got {idx.dtype} {idx.shape}")
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        out = np.empty((idx.size, self.cols), dtype=np.float32)
+        if idx.size:
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.rows:
+                bad = lo if lo < 0 else hi
+                raise TokenizerError(f"row id {bad} is out of range for a matrix of {self.rows} rows")
+            self._kernels.rows(self._raw, _read_only(idx), f16_table(), out, 1)
+        return out
+
+    def dequantize(self) -> np.ndarray:
+        """The whole matrix as float32 (rows, cols): for tests and small tensors only."""
+        return self.get_rows(np.arange(self.rows, dtype=np.int64))

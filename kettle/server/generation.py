@@ -1,0 +1,307 @@
+"""The one engine path behind ``/api/generate``, ``/api/chat`` and (translated) the
+OpenAI completions: request object in, ollama-shaped response objects out.
+
+``prepare`` does everything that can fail with a proper HTTP status before a
+response starts: read and type the fields, resolve the model (404), check the
+options (400), take a lease on the loaded model (503 when the queue is full),
+render and tokenize the prompt (400 when it cannot fit the context), compile the
+``format`` into a grammar. ``events`` then submits the prompt to the scheduler
+and yields one object per piece of text and a final one with ``done``,
+``done_reason``, the counts and nanosecond durations (and ``context`` for
+generate); its ``finally`` releases the lease, which cancels the sequence if the
+client went away. ``collect`` gathers the same into one object (``stream: false``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kettle.engine.scheduler import Lease, parse_keep_alive
+from kettle.errors import ContextOverflow, InvalidParameter
+from kettle.options import parse_options
+from kettle.prompt import PromptBuilder
+from kettle.sampling import SamplingParams
+from kettle.sampling.constrained import compile_format
+from kettle.server.models import Resolved, now_rfc3339
+from kettle.server.state import ServerState
+from kettle.server.tools import ToolCallFilter
+from kettle.server.wire import Fields, RequestError
+
+MESSAGE_TEXT_FIELDS = ("content", "thinking", "tool_name", "tool_call_id")
+
+
+class Kind(enum.Enum):
+    GENERATE = "generate"
+    CHAT = "chat"
+
+
+class LoadOnly(enum.Enum):
+    """A request with nothing to generate only loads (or unloads) the model."""
+
+    LOAD = "load"
+    UNLOAD = "unload"
+
+
+@dataclass
+class Request:
+    """A typed /api/generate or /api/chat request."""
+
+    kind: Kind
+    model: str
+    options: dict[str, Any] | None
+    keep_alive: float | None
+    fmt: Any
+    stream: bool
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    raw: bool = False
+    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    truncate: bool = True
+
+    @property
+    def load_only(self) -> LoadOnly | None:
+        empty = (not self.prompt and not self.suffix and self.template is None and self.system is None
+                 if self.kind is Kind.GENERATE else not self.messages)
+        if not empty:
+            return None
+        return LoadOnly.UNLOAD if self.keep_alive == 0 else LoadOnly.LOAD
+
+
+def parse_request(body: dict[str, Any], kind: Kind, max_prompt: int) -> Request:
+    f = Fields(body)
+    fmt = body.get("format")
+    if fmt is not None and not isinstance(fmt, (str, dict)):
+        raise RequestError("invalid value for 'format': expected \"json\" or a JSON schema object")
+    if body.get("think") not in (None, False):
+        raise RequestError(f"\"{body.get('model')}\" does not support thinking")
+    if body.get("images"):
+        raise RequestError(f"\"{body.get('model')}\" does not support image input")
+    ka = body.get("keep_alive")
+    req = Request(
+        kind=kind, model=f.required_str("model"), options=f.object("options"),
+        keep_alive=None if ka is None else parse_keep_alive(ka), fmt=fmt, stream=bool(f.bool("stream", True)),
+        truncate=bool(f.bool("truncate", True)),
+    )
+    if kind is Kind.GENERATE:
+        req.prompt = f.str("prompt", "", max_prompt) or ""
+        req.suffix = f.str("suffix", "", max_prompt) or ""
+        req.system = f.str("system", None, max_prompt)
+        req.template = f.str("template", None, max_prompt)
+        req.context = f.int_list("context")
+        req.raw = bool(f.bool("raw", False))
+    else:
+        req.messages = [_message(m, i, max_prompt) for i, m in enumerate(f.list("messages") or [])]
+        tools = f.list("tools")
+        if tools is not None and not all(isinstance(t, dict) for t in tools):
+            raise RequestError("invalid value for 'tools': expected an array of objects")
+        req.tools = tools or None
+    return req
+
+
+def _message(m: Any, i: int, max_prompt: int) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise RequestError(f"invalid value for 'messages[{i}]': expected an object")
+    f = Fields(m, f"messages[{i}]")
+    out: dict[str, Any] = {"role": f.required_str("role"), "content": f.str("content", "", max_prompt)}
+    for name in MESSAGE_TEXT_FIELDS[1:]:
+        value = f.str(name, None, max_prompt)
+        if value is not None:
+            out[name] = value
+    calls = f.list("tool_calls")
+    if calls:
+        out["tool_calls"] = calls
+    if m.get("images"):
+        raise RequestError("this model does not support image input")
+    return out
+
+
+@dataclass
+class Prepared:
+    request: Request
+    name: str  # the stored model's name
+    lease: Lease | None
+    started: int  # perf_counter_ns at arrival
+    prompt_ids: list[int] = dataclasses.field(default_factory=list)
+    params: SamplingParams | None = None
+    constraint: Callable[[], Any] | None = None
+
+
+def _fit_chat(prompts: PromptBuilder, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+              n_ctx: int, truncate: bool) -> list[int]:
+    """Prompt ids for ``messages``; when too long and ``truncate``, drop the oldest turns,
+    keeping every system message and the newest message (ollama's rule)."""
+
+    def ids_for(msgs: list[dict[str, Any]]) -> list[int]:
+        return prompts.tokenize_prompt(prompts.render_chat(msgs, tools=tools))
+
+    ids = ids_for(messages)
+    if len(ids) < n_ctx:
+        return ids
+    droppable = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
+    if not truncate or not droppable:
+        raise ContextOverflow(len(ids) + 1, n_ctx)
+    lo, hi = 1, len(droppable)  # find the fewest oldest turns to drop
+    best: list[int] | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        gone = set(droppable[:mid])
+        candidate = ids_for([m for i, m in enumerate(messages) if i not in gone])
+        if len(candidate) < n_ctx:
+            best, hi = candidate, mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        raise ContextOverflow(len(ids_for([m for i, m in enumerate(messages) if i not in set(droppable)])) + 1, n_ctx)
+    return best
+
+
+def _build(model: Any, req: Request, resolved: Resolved) -> tuple[list[int], SamplingParams, Callable[[], Any] | None]:
+    """Prompt ids, sampling params and constraint factory (runs in a worker thread)."""
+    prompts: PromptBuilder = model.prompts
+    stops: tuple[str, ...] = ()
+    if req.kind is Kind.CHAT:
+        ids = _fit_chat(prompts, req.messages, req.tools, model.n_ctx, req.truncate)
+        stops = prompts.stop_words
+    elif req.raw:
+        ids = model.tokenize(req.prompt, add_special=True, parse_special=True)
+    else:
+        if req.template is not None:
+            prompts = PromptBuilder(model.gguf.metadata, model.tokenizer,
+                                    dataclasses.replace(resolved.spec, template=req.template))
+        stops = prompts.stop_words
+        msgs = ([{"role": "system", "content": req.system}] if req.system is not None else [])
+        msgs.append({"role": "user", "content": req.prompt})
+        if req.suffix and ".Suffix" not in prompts.template.source:
+            raise RequestError(f"\"{req.model}\" does not support insert")
+        text = prompts.template.render(prompts.conversation(msgs), suffix=req.suffix,
+                                       bos_token=prompts.bos_text, eos_token=prompts.eos_text)
+        ids = prompts.tokenize_prompt(text)
+        if req.context:
+            bad = [t for t in req.context if not 0 <= t < model.tokenizer.vocab_size]
+            if bad:
+                raise InvalidParameter("context", bad[0], f"token id outside 0..{model.tokenizer.vocab_size - 1}")
+            bos = model.tokenizer.bos_id
+            ids = list(req.context) + (ids[1:] if ids and ids[0] == bos else ids)
+    if not ids:
+        raise RequestError("the prompt is empty after templating: nothing to continue from")
+    if len(ids) >= model.n_ctx:
+        raise ContextOverflow(len(ids) + 1, model.n_ctx)
+    base = dict(resolved.spec.params)
+    if stops and "stop" not in base:
+        base["stop"] = list(stops)
+    _, params = parse_options(req.options, base=base)
+    constraint = compile_format(model.tokenizer, req.fmt)
+    return ids, params, constraint
+
+
+async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> Prepared:
+    """See the module docstring. ``cancel``: set (with ``wake_waiters``) if the client goes."""
+    started = time.perf_counter_ns()
+    resolved: Resolved = await state.blocking(state.catalog.resolve, req.model)
+    load = state.catalog.load_options(resolved.spec, req.options)
+    parse_options(req.options, base=resolved.spec.params)  # sampling options: 400 now, not mid-stream
+    if req.load_only is LoadOnly.UNLOAD:
+        state.scheduler.unload(resolved.name)
+        return Prepared(req, resolved.name, None, started)
+    lease = await state.blocking(state.scheduler.acquire, resolved.name, resolved.spec, load, req.keep_alive, cancel)
+    try:
+        p = Prepared(req, resolved.name, lease, started)
+        if req.load_only is None:
+            p.prompt_ids, p.params, p.constraint = await state.blocking(_build, lease.model, req, resolved)
+        return p
+    except BaseException:
+        lease.release()
+        raise
+
+
+def _head(p: Prepared) -> dict[str, Any]:
+    return {"model": p.request.model, "created_at": now_rfc3339()}
+
+
+def _piece(p: Prepared, text: str) -> dict[str, Any]:
+    if p.request.kind is Kind.CHAT:
+        return {**_head(p), "message": {"role": "assistant", "content": text}, "done": False}
+    return {**_head(p), "response": text, "done": False}
+
+
+def _final(p: Prepared, text: str, done_reason: str, stats: Any, context: list[int] | None,
+           tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
+    out = _piece(p, text)
+    if tool_calls:
+        out["message"]["tool_calls"] = tool_calls
+    out["done"] = True
+    out["done_reason"] = done_reason
+    if stats is not None:
+        load_ns = p.lease.load_duration if p.lease is not None else 0
+        out.update(
+            total_duration=time.perf_counter_ns() - p.started, load_duration=load_ns,
+            prompt_eval_count=stats.prompt_eval_count, prompt_eval_duration=stats.prompt_eval_duration,
+            eval_count=stats.eval_count, eval_duration=stats.eval_duration,
+        )
+        if p.request.kind is Kind.GENERATE and not p.request.raw and context is not None:
+            out["context"] = context
+    return out
+
+
+async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
+    """The response objects of a prepared request (see module doc); raises a request's error."""
+    try:
+        if p.lease is None or p.request.load_only is not None:
+            reason = p.request.load_only or LoadOnly.LOAD
+            yield _final(p, "", reason.value, None, None, [])
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def sink(event: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:
+                pass  # the event loop is closed: the server is shutting down
+
+        tools = ToolCallFilter(p.request.tools or ())
+        p.lease.submit(p.prompt_ids, p.params, sink, constraint=p.constraint() if p.constraint else None)
+        while True:
+            event = await queue.get()
+            if isinstance(event, BaseException):
+                raise event
+            text = tools.feed(event.text)
+            if event.done:
+                held, calls = tools.finish()
+                yield _final(p, text + held, event.done_reason or "stop", event.stats, event.context, calls)
+                return
+            if text:
+                yield _piece(p, text)
+    finally:
+        if p.lease is not None:
+            p.lease.release()
+
+
+async def collect(p: Prepared) -> dict[str, Any]:
+    """The whole response as one object (``stream: false``)."""
+    texts: list[str] = []
+    stream = events(p)
+    try:
+        async for obj in stream:
+            piece = obj["message"]["content"] if p.request.kind is Kind.CHAT else obj["response"]
+            texts.append(piece)
+            if obj["done"]:
+                if p.request.kind is Kind.CHAT:
+                    obj["message"]["content"] = "".join(texts)
+                else:
+                    obj["response"] = "".join(texts)
+                return obj
+    finally:
+        await stream.aclose()
+    raise RuntimeError("the stream ended without a final object")

@@ -1,0 +1,312 @@
+"""OpenAI's API as pure translations onto the ollama handlers' core (STYLE.md item 15).
+
+Each endpoint is: translate the request body into an ollama request body (a pure
+function), run the same ``prepare``/``events``/``collect`` or ``embed_core`` as
+the ollama routes, translate each ollama response object back (pure functions).
+Streams are server-sent events ending with ``data: [DONE]``; with
+``stream_options.include_usage`` a last chunk carries ``usage``. Errors use
+OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
+
+Mapping (as ollama's ``openai/openai.go``): ``max_tokens`` /
+``max_completion_tokens`` -> ``num_predict``; ``temperature``, ``top_p``, ``seed``,
+``stop``, ``frequency_penalty``, ``presence_penalty`` -> options;
+``response_format`` ``json_object`` -> ``format: "json"`` and ``json_schema`` ->
+``format: <schema>``; content-part arrays are joined text (image parts refused);
+``tools`` pass through and ``tool_calls`` come back with JSON-string arguments.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kettle.server.generation import Kind, collect, events
+from kettle.server.ollama_routes import embed_core, prepared, state_of
+from kettle.server.streaming import (
+    JSON, SSE, SSE_DONE, EventStream, endpoint, log_unexpected, read_json, sse_event, until_disconnect,
+)
+from kettle.server.wire import Fields, RequestError, public_message, status_of
+
+FINGERPRINT = "fp_kettle"
+ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error",
+               503: "server_busy"}
+FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop", "cancel": "stop"}
+
+
+def openai_error(exc: BaseException, status: int) -> dict[str, Any]:
+    return {"error": {"message": public_message(exc), "type": ERROR_TYPES.get(status, "api_error"),
+                      "param": None, "code": None}}
+
+
+# -- requests: OpenAI -> ollama (pure) ---------------------------------------------
+
+def _options(f: Fields) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    limit = f.int("max_completion_tokens", f.int("max_tokens"))
+    if limit is not None:
+        options["num_predict"] = limit
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        value = f.number(name)
+        if value is not None:
+            options[name] = value
+    seed = f.int("seed")
+    if seed is not None:
+        options["seed"] = seed
+    stop = f.str_list("stop")
+    if stop:
+        options["stop"] = stop
+    return options
+
+
+def _format(f: Fields) -> Any:
+    rf = f.object("response_format")
+    if rf is None or rf.get("type") in (None, "text"):
+        return None
+    if rf.get("type") == "json_object":
+        return "json"
+    if rf.get("type") == "json_schema":
+        spec = rf.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise RequestError("response_format.json_schema.schema must be a JSON schema object")
+        return schema
+    raise RequestError(f"unsupported response_format type {rf.get('type')!r}")
+
+
+def _text(content: Any, where: str) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, dict) and part.get("type") == "image_url":
+                raise RequestError("this model does not support image input")
+            else:
+                raise RequestError(f"invalid content part in {where}")
+        return "".join(parts)
+    raise RequestError(f"invalid value for {where}.content: expected a string or an array of parts")
+
+
+def _message(m: Any, i: int) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise RequestError(f"invalid value for 'messages[{i}]': expected an object")
+    role = m.get("role")
+    out: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                           "content": _text(m.get("content"), f"messages[{i}]")}
+    calls = []
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            raise RequestError(f"invalid tool call in messages[{i}]")
+        args = fn.get("arguments")
+        try:
+            parsed = json.loads(args) if isinstance(args, str) else (args or {})
+        except json.JSONDecodeError:
+            raise RequestError(f"tool call arguments in messages[{i}] are not JSON") from None
+        calls.append({"function": {"name": fn.get("name"), "arguments": parsed}})
+    if calls:
+        out["tool_calls"] = calls
+    if m.get("tool_call_id"):
+        out["tool_call_id"] = m["tool_call_id"]
+    if m.get("name") and role == "tool":
+        out["tool_name"] = m["name"]
+    return out
+
+
+def chat_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``/v1/chat/completions`` body as an ``/api/chat`` body."""
+    f = Fields(body)
+    messages = f.list("messages")
+    if not messages:
+        raise RequestError("messages is required")
+    return {
+        "model": f.required_str("model"), "messages": [_message(m, i) for i, m in enumerate(messages)],
+        "stream": bool(f.bool("stream", False)), "options": _options(f), "format": _format(f),
+        "tools": f.list("tools"),
+    }
+
+
+def completion_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``/v1/completions`` body as an ``/api/generate`` body."""
+    f = Fields(body)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise RequestError("invalid value for 'prompt': expected a string")
+    return {"model": f.required_str("model"), "prompt": prompt, "suffix": f.str("suffix"),
+            "stream": bool(f.bool("stream", False)), "options": _options(f)}
+
+
+# -- responses: ollama -> OpenAI (pure) ---------------------------------------------
+
+def _usage(obj: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = obj.get("prompt_eval_count", 0), obj.get("eval_count", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"index": i, "id": c["id"], "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])}}
+            for i, c in enumerate(calls)]
+
+
+def _finish(obj: dict[str, Any]) -> str | None:
+    if not obj.get("done"):
+        return None
+    if obj.get("message", {}).get("tool_calls"):
+        return "tool_calls"
+    return FINISH.get(obj.get("done_reason") or "stop", "stop")
+
+
+def chat_response(obj: dict[str, Any], cid: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": obj["message"]["content"]}
+    if obj["message"].get("tool_calls"):
+        message["tool_calls"] = _tool_calls(obj["message"]["tool_calls"])
+    return {"id": cid, "object": "chat.completion", "created": created, "model": obj["model"],
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish(obj), "logprobs": None}],
+            "usage": _usage(obj)}
+
+
+def chat_chunk(obj: dict[str, Any], cid: str, created: int, first: bool) -> dict[str, Any]:
+    delta: dict[str, Any] = {"role": "assistant"} if first else {}
+    delta["content"] = obj["message"]["content"]
+    if obj["message"].get("tool_calls"):
+        delta["tool_calls"] = _tool_calls(obj["message"]["tool_calls"])
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": obj["model"],
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(obj), "logprobs": None}]}
+
+
+def completion_response(obj: dict[str, Any], cid: str, created: int, chunk: bool) -> dict[str, Any]:
+    out = {"id": cid, "object": "text_completion", "created": created, "model": obj["model"],
+           "system_fingerprint": FINGERPRINT,
+           "choices": [{"text": obj["response"], "index": 0, "logprobs": None, "finish_reason": _finish(obj)}]}
+    if not chunk:
+        out["usage"] = _usage(obj)
+    return out
+
+
+def usage_chunk(obj: dict[str, Any], cid: str, created: int, kind: str) -> dict[str, Any]:
+    return {"id": cid, "object": kind, "created": created, "model": obj["model"],
+            "system_fingerprint": FINGERPRINT, "choices": [], "usage": _usage(obj)}
+
+
+def embeddings_response(obj: dict[str, Any], encoding: str) -> dict[str, Any]:
+    def encode(vector: list[float]) -> Any:
+        if encoding == "base64":
+            return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+        return vector
+
+    n = obj.get("prompt_eval_count", 0)
+    return {"object": "list", "model": obj["model"],
+            "data": [{"object": "embedding", "embedding": encode(v), "index": i} for i, v in enumerate(obj["embeddings"])],
+            "usage": {"prompt_tokens": n, "total_tokens": n}}
+
+
+def model_object(tag: dict[str, Any]) -> dict[str, Any]:
+    name = tag["model"]
+    owner = name.split("/")[-2] if "/" in name else "library"
+    created = calendar.timegm(time.strptime(tag["modified_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    return {"id": name, "object": "model", "created": created, "owned_by": owner}
+
+
+# -- routes ------------------------------------------------------------------------
+
+async def _sse(objects: AsyncGenerator[dict[str, Any], None], translate: Any, usage: Any) -> AsyncGenerator[bytes, None]:
+    """SSE events of translated objects, the optional usage chunk, then ``[DONE]``."""
+    first = True
+    try:
+        async for obj in objects:
+            yield sse_event(translate(obj, first))
+            first = False
+            if obj.get("done") and usage is not None:
+                yield sse_event(usage(obj))
+    except Exception as exc:  # noqa: BLE001 - reported in the stream
+        log_unexpected(exc)
+        yield sse_event(openai_error(exc, status_of(exc)))
+    finally:
+        await objects.aclose()
+    yield SSE_DONE
+
+
+async def _run(request: Request, body: dict[str, Any], ollama_body: dict[str, Any], kind: Kind,
+               object_name: str, respond: Any, chunk: Any) -> Response:
+    stream_options = Fields(body).object("stream_options") or {}
+    p = await prepared(request, ollama_body, kind)
+    cid, created = f"{object_name}-{uuid.uuid4().hex[:24]}", int(time.time())
+    if p.request.stream:
+        chunk_object = "chat.completion.chunk" if kind is Kind.CHAT else "text_completion"
+        usage = (lambda obj: usage_chunk(obj, cid, created, chunk_object)) if stream_options.get("include_usage") else None
+        return EventStream(_sse(events(p), lambda obj, first: chunk(obj, cid, created, first), usage), SSE)
+    return JSON(respond(await until_disconnect(request, collect(p), lambda: None), cid, created))
+
+
+@endpoint(openai_error)
+async def chat_completions(request: Request) -> Response:
+    body = await read_json(request)
+    return await _run(request, body, chat_request(body), Kind.CHAT, "chatcmpl", chat_response, chat_chunk)
+
+
+@endpoint(openai_error)
+async def completions(request: Request) -> Response:
+    body = await read_json(request)
+    return await _run(
+        request, body, completion_request(body), Kind.GENERATE, "cmpl",
+        lambda obj, cid, created: completion_response(obj, cid, created, chunk=False),
+        lambda obj, cid, created, first: completion_response(obj, cid, created, chunk=True),
+    )
+
+
+@endpoint(openai_error)
+async def embeddings(request: Request) -> Response:
+    body = await read_json(request)
+    f = Fields(body)
+    texts = f.str_list("input")
+    if not texts:
+        raise RequestError("input is required: a string or an array of strings")
+    encoding = f.str("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise RequestError("encoding_format must be 'float' or 'base64'")
+    obj = await embed_core(request, f.required_str("model"), texts, dimensions=f.int("dimensions"))
+    return JSON(embeddings_response(obj, encoding or "float"))
+
+
+@endpoint(openai_error)
+async def models(request: Request) -> Response:
+    state = state_of(request)
+    tags = await state.blocking(state.catalog.tags)
+    return JSON({"object": "list", "data": [model_object(t) for t in tags["models"]]})
+
+
+@endpoint(openai_error)
+async def model(request: Request) -> Response:
+    state = state_of(request)
+    wanted = request.path_params["model"]
+    tags = await state.blocking(state.catalog.tags)
+    for t in tags["models"]:
+        if t["model"] == wanted or t["model"] == f"{wanted}:latest":
+            return JSON(model_object(t))
+    raise RequestError(f"The model '{wanted}' does not exist", 404)
+
+
+ROUTES = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", models, methods=["GET"]),
+    Route("/v1/models/{model:path}", model, methods=["GET"]),
+]

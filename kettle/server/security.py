@@ -1,0 +1,155 @@
+"""Safe defaults, as one ASGI middleware in front of the app.
+
+* **Host allow-list** (against DNS rebinding: a web page whose name resolves to
+  127.0.0.1 must not reach the server). While the server is bound to a loopback
+  address, a request whose ``Host`` is not ``localhost``, ``*.localhost`` or a
+  loopback address gets 403. Binding to another address (``KETTLE_HOST=0.0.0.0``)
+  opens the server on purpose, and then every Host passes, as in ollama.
+* **CORS allow-list**: a request carrying an ``Origin`` that is not allowed gets 403
+  (refusing it outright, not just withholding the CORS headers, keeps a page from
+  triggering side effects with "simple" cross-site POSTs). Always allowed: http(s)
+  on localhost / 127.0.0.1 / 0.0.0.0 / [::1] with any port, and the app schemes
+  ``app:``, ``file:``, ``tauri:``, ``vscode-webview:``, ``vscode-file:``; more from
+  ``KETTLE_ORIGINS`` (comma-separated; ``*`` matches anything, so ``*`` alone allows
+  every origin and ``chrome-extension://*`` every extension). Preflight ``OPTIONS``
+  requests are answered here.
+* **Body size**: a ``Content-Length`` over ``max_body`` gets 413 before the body is
+  read, and a body that grows past it while streaming is cut off with 413. Paths
+  in ``unlimited_paths`` (blob uploads, streamed to disk) are exempt. (``BodyTooLarge``
+  is a ``RequestError``, so the app's error handler answers it.)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kettle.server.wire import RequestError
+
+DEFAULT_ORIGINS: tuple[str, ...] = tuple(
+    f"{scheme}://{host}{port}"
+    for scheme in ("http", "https")
+    for host in ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
+    for port in ("", ":*")
+) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
+
+ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+ALLOW_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Stainless-Lang, " \
+    "X-Stainless-Package-Version, X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, " \
+    "X-Stainless-Runtime-Version, X-Stainless-Async, OpenAI-Beta, X-Stainless-Retry-Count, " \
+    "X-Stainless-Timeout, X-Stainless-Helper-Method"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a Host header value (port allowed) naming this machine's loopback."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:port
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host in ("", "localhost") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_is_open(bind_host: str) -> bool:
+    """True when the bind address is not loopback (the server was opened on purpose)."""
+    return not is_loopback_host(bind_host)
+
+
+def parse_origins(extra: str) -> tuple[str, ...]:
+    return DEFAULT_ORIGINS + tuple(o.strip() for o in extra.split(",") if o.strip())
+
+
+def origin_allowed(origin: str, patterns: Iterable[str]) -> bool:
+    origin = origin.strip().lower()
+    return any(fnmatch.fnmatchcase(origin, p.lower()) for p in patterns)
+
+
+class Guard:
+    """The ASGI middleware described in the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, bind_host: str, origins: Iterable[str], max_body: int,
+                 unlimited_paths: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.open = bind_is_open(bind_host)
+        self.origins = tuple(origins)
+        self.max_body = max_body
+        self.unlimited_paths = unlimited_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not self.open and not is_loopback_host(headers.get("host", "")):
+            await _reply(send, 403, {"error": "forbidden: the Host header is not this machine (DNS rebinding guard)"})
+            return
+        origin = headers.get("origin")
+        cors: list[tuple[bytes, bytes]] = []
+        if origin is not None:
+            if not origin_allowed(origin, self.origins):
+                await _reply(send, 403, {"error": "forbidden: origin not allowed (see KETTLE_ORIGINS)"})
+                return
+            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+            if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+                await _reply(send, 204, None, cors + [
+                    (b"access-control-allow-methods", ALLOW_METHODS.encode()),
+                    (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
+                    (b"access-control-max-age", b"43200"),
+                ])
+                return
+        limited = not scope["path"].startswith(self.unlimited_paths) if self.unlimited_paths else True
+        if limited:
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await _reply(send, 413, {"error": f"request body larger than {self.max_body} bytes (KETTLE_MAX_BODY)"},
+                             cors)
+                return
+            receive = _limited(receive, self.max_body)
+
+        async def send_with_cors(message: Message) -> None:
+            if cors and message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + cors}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+class BodyTooLarge(RequestError):
+    """Raised from ``receive`` when a streamed body passes the limit (the app answers 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes (KETTLE_MAX_BODY)", 413)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return wrapped
+
+
+async def _reply(send: Send, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = b"" if body is None else json.dumps(body).encode()
+    headers = [(b"content-length", str(len(data)).encode())] + (extra or [])
+    if body is not None:
+        headers.append((b"content-type", b"application/json; charset=utf-8"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

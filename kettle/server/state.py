@@ -1,0 +1,49 @@
+"""What every handler shares: the scheduler, the model catalog, limits, and a thread pool.
+
+Blocking work (waiting for a model to load or for room to load it, reading the
+store, rendering and tokenizing prompts, compiling a JSON schema) runs in worker
+threads through ``ServerState.blocking``, never on the event loop, so one slow
+request does not stall the streams of the others. Its limiter is sized to the
+queue: every request the scheduler may hold can wait in a thread at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+
+from kettle.engine.scheduler import Scheduler
+from kettle.server.models import Catalog
+
+T = TypeVar("T")
+
+EXTRA_THREADS = 16  # beyond the queue: store reads, show, create, pull
+
+
+@dataclass
+class ServerState:
+    scheduler: Scheduler
+    catalog: Catalog
+    max_prompt: int  # characters in one prompt, message, system or template
+    limiter: CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        sched = self.scheduler
+        self.limiter = CapacityLimiter(sched.max_queue + sched.num_parallel * sched.max_loaded + EXTRA_THREADS)
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def cancel_waiter(self, cancel: threading.Event) -> Callable[[], None]:
+        """What to run when a client disconnects while its request waits in ``acquire``."""
+
+        def run() -> None:
+            cancel.set()
+            self.scheduler.wake_waiters()
+
+        return run

@@ -1,0 +1,231 @@
+"""ollama's store endpoints: create, copy, delete, pull, and blob upload.
+
+Security: every name is validated and every digest must be ``sha256:<64 hex>``
+before the store builds a path from it; ``/api/create`` takes its model only from
+the store, a bundled name or an uploaded blob (by digest), never from a path on
+the server's disk, whether given as ``from`` or in a legacy ``modelfile`` text.
+Progress streams as NDJSON ``{"status": ...}`` objects (``stream`` defaults to
+true); an error after the stream started is its last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kettle.errors import ModelNotFound, StoreError
+from kettle.modelfile import Command, Instruction, Modelfile, create_model, format_parameter, parse
+from kettle.modelfile.parser import MESSAGE_ROLES
+from kettle.server.ollama_routes import state_of
+from kettle.server.state import ServerState
+from kettle.server.streaming import JSON, NDJSON, EventStream, endpoint, ndjson, read_json
+from kettle.server.wire import Fields, RequestError
+from kettle.store import bundled_names, find_bundled, parse_name, pull_bundled
+from kettle.store.manifest import is_digest, normalize_digest
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def _digest(text: Any, what: str) -> str:
+    if not isinstance(text, str) or not is_digest(text):
+        raise RequestError(f"invalid digest for {what}: expected sha256:<64 hex digits>")
+    return normalize_digest(text)
+
+
+def _model_field(f: Fields) -> str:
+    name = f.str("model") or f.str("name")  # "name": older clients
+    if not name:
+        raise RequestError("model is required")
+    return name
+
+
+def _source(value: str, state: ServerState) -> str:
+    """A FROM value the API accepts: a blob digest present in the store, or a model name."""
+    if is_digest(value):
+        digest = normalize_digest(value)
+        if not state.catalog.store.has_blob(digest):
+            raise RequestError(f"blob {digest} not found: upload it with POST /api/blobs/{digest} first")
+        return digest
+    state.catalog.check_name(value)
+    return value
+
+
+def create_modelfile(body: dict[str, Any], state: ServerState) -> Modelfile:
+    """ollama's JSON create request (or a legacy ``modelfile`` text) as a Modelfile."""
+    f = Fields(body)
+    if f.str("quantize"):
+        raise RequestError("quantize is not supported by kettle yet: create from an already quantized GGUF")
+    text = f.str("modelfile")
+    if text is not None:
+        modelfile = parse(text)
+        commands = [c if c.instruction is not Instruction.FROM else Command(c.instruction, _source(c.value, state))
+                    for c in modelfile.commands]
+        return Modelfile(tuple(commands))
+    source = f.str("from")
+    files = f.object("files") or {}
+    if source is None:
+        ggufs = [d for name, d in files.items() if name.lower().endswith(".gguf")] or list(files.values())
+        if not ggufs:
+            raise RequestError("neither 'from' nor 'files' names a model to create from")
+        source = _digest(ggufs[0], "files")
+    commands = [Command(Instruction.FROM, _source(source, state))]
+    for name, digest in (f.object("adapters") or {}).items():
+        commands.append(Command(Instruction.ADAPTER, _source(_digest(digest, f"adapter {name!r}"), state)))
+    for field, instruction in (("template", Instruction.TEMPLATE), ("system", Instruction.SYSTEM)):
+        value = f.str(field)
+        if value is not None:
+            commands.append(Command(instruction, value))
+    commands += [Command(Instruction.LICENSE, text) for text in f.str_list("license") or []]
+    for key, value in (f.object("parameters") or {}).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, (dict, list)) or v is None:
+                raise RequestError(f"invalid value for parameter {key!r}: expected a number, boolean or string")
+            commands.append(Command(Instruction.PARAMETER, v if isinstance(v, str) else format_parameter(v), key))
+    for i, m in enumerate(f.list("messages") or []):
+        mf = Fields(m if isinstance(m, dict) else {}, f"messages[{i}]")
+        role, content = mf.required_str("role"), mf.str("content", "")
+        if role not in MESSAGE_ROLES:
+            raise RequestError(f"invalid role {role!r} in messages[{i}]: expected one of {', '.join(MESSAGE_ROLES)}")
+        commands.append(Command(Instruction.MESSAGE, content or "", role))
+    return Modelfile(tuple(commands))
+
+
+async def progress_response(state: ServerState, stream: bool, work: Callable[[Report], None]) -> Response:
+    """Run ``work(report)`` in a thread; stream what it reports as NDJSON, or answer its last
+    status (``stream: false``). ``work`` reports ``{"status": "success"}`` last."""
+    if not stream:
+        last: list[dict[str, Any]] = [{"status": "success"}]
+        await state.blocking(work, last.append)
+        return JSON(last[-1])
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    end = object()
+
+    def report(obj: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, obj)
+
+    async def run() -> None:
+        try:
+            await state.blocking(work, report)
+            queue.put_nowait(end)
+        except Exception as e:  # noqa: BLE001 - handed to the stream
+            queue.put_nowait(e)
+
+    async def objects() -> AsyncGenerator[dict[str, Any], None]:
+        task = asyncio.ensure_future(run())
+        try:
+            while (item := await queue.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            await asyncio.shield(task)  # the thread finishes its write either way
+
+    return EventStream(ndjson(objects()), NDJSON)
+
+
+@endpoint()
+async def create(request: Request) -> Response:
+    body = await read_json(request)
+    f = Fields(body)
+    state = state_of(request)
+    name = _model_field(f)
+    state.catalog.check_name(name)
+    modelfile = create_modelfile(body, state)
+
+    def work(report: Report) -> None:
+        with tempfile.TemporaryDirectory() as empty:  # relative paths resolve to nothing
+            create_model(state.catalog.store, name, modelfile, Path(empty),
+                         progress=lambda status: report({"status": status}))
+        state.scheduler.unload(parse_name(name).display())  # a loaded old version reloads
+        report({"status": "success"})
+
+    return await progress_response(state, bool(f.bool("stream", True)), work)
+
+
+@endpoint()
+async def pull(request: Request) -> Response:
+    body = await read_json(request)
+    f = Fields(body)
+    state = state_of(request)
+    name = _model_field(f)
+    state.catalog.check_name(name)
+    if find_bundled(name) is None:
+        raise ModelNotFound(name, f"kettle can pull only its bundled models ({', '.join(bundled_names())})")
+
+    def work(report: Report) -> None:
+        def progress(status: str, completed: int, total: int) -> None:
+            obj: dict[str, Any] = {"status": status}
+            if total:
+                obj.update(digest=find_bundled(name).digest, total=total, completed=completed)  # type: ignore[union-attr]
+            report(obj)
+
+        pull_bundled(state.catalog.store, name, progress)
+
+    return await progress_response(state, bool(f.bool("stream", True)), work)
+
+
+@endpoint()
+async def copy(request: Request) -> Response:
+    f = Fields(await read_json(request))
+    state = state_of(request)
+    source, destination = f.required_str("source"), f.required_str("destination")
+    state.catalog.check_name(source)
+    state.catalog.check_name(destination)
+    await state.blocking(state.catalog.store.copy, source, destination)
+    return Response(status_code=200)
+
+
+@endpoint()
+async def delete(request: Request) -> Response:
+    state = state_of(request)
+    name = _model_field(Fields(await read_json(request)))
+    state.catalog.check_name(name)
+    await state.blocking(state.catalog.store.remove, name)
+    state.scheduler.unload(parse_name(name).display())
+    return Response(status_code=200)
+
+
+@endpoint()
+async def blob(request: Request) -> Response:
+    """HEAD: 200 if the blob is stored, else 404. POST: store the raw body as that blob
+    (201; 400 when its sha256 differs)."""
+    digest = _digest(request.path_params["digest"], "the blob")
+    store = state_of(request).catalog.store
+    if request.method == "HEAD":
+        return Response(status_code=200 if store.has_blob(digest) else 404)
+    if store.has_blob(digest):
+        return Response(status_code=200)
+    state = state_of(request)
+    with store.writing():
+        tmp = store.temp_path()
+        try:
+            with open(tmp, "xb") as out:
+                async for chunk in request.stream():
+                    out.write(chunk)
+            await state.blocking(lambda: store.adopt_blob(tmp, expected=digest))
+        except ClientDisconnect:
+            raise RequestError("the upload was cut off", 400) from None
+        except StoreError as e:
+            raise RequestError(str(e), 400) from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return Response(status_code=201)
+
+
+ROUTES = [
+    Route("/api/create", create, methods=["POST"]),
+    Route("/api/pull", pull, methods=["POST"]),
+    Route("/api/copy", copy, methods=["POST"]),
+    Route("/api/delete", delete, methods=["DELETE"]),
+    Route("/api/blobs/{digest}", blob, methods=["HEAD", "POST"]),
+]

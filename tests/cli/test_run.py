@@ -1,0 +1,86 @@
+"""``kettle run``: which word is the model, and one-shot answers on the bundled smollm2."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from kettle.cli.commands import split_model_and_prompt
+
+from tests.cli.conftest import Kettle
+
+
+@pytest.mark.parametrize(("words", "model", "prompt"), [
+    ([], "smollm2", []),
+    (["gemma3:270m"], "gemma3:270m", []),
+    (["smollm2", "Why", "is", "the", "sky", "blue?"], "smollm2", ["Why", "is", "the", "sky", "blue?"]),
+    (["Why is the sky blue?"], "smollm2", ["Why is the sky blue?"]),
+    (["hello"], "hello", []),  # one word is a model name; `kettle run smollm2 hello` sends it
+    (["me/mario:v1", "hi"], "me/mario:v1", ["hi"]),
+    (["2+2?"], "smollm2", ["2+2?"]),
+    (["what's up", "doc"], "smollm2", ["what's up", "doc"]),
+    (["../x"], "smollm2", ["../x"]),  # not a valid name, so not a model
+])
+def test_split_model_and_prompt(words: list[str], model: str, prompt: list[str]) -> None:
+    assert split_model_and_prompt(words) == (model, prompt)
+
+
+def test_a_gguf_path_is_a_model(smollm2_path: Path) -> None:
+    assert split_model_and_prompt([str(smollm2_path), "hi"]) == (str(smollm2_path), ["hi"])
+    assert split_model_and_prompt(["missing.gguf", "hi"]) == ("missing.gguf", ["hi"])  # a valid name
+
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.mark.slow
+def test_one_shot_and_piped_prompts_give_the_same_greedy_answer(kettle: Kettle) -> None:
+    one_shot = kettle("run", "greedy", QUESTION)
+    assert one_shot.returncode == 0, one_shot.stderr
+    assert one_shot.stdout.endswith("\n\n") and one_shot.stdout.strip()
+    piped = kettle("run", "greedy", input=QUESTION)  # stdin is the whole prompt
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == one_shot.stdout  # temperature 0: the same tokens both ways
+    default = kettle("run", QUESTION, "--verbose")  # a sentence is the prompt, for smollm2
+    assert default.returncode == 0 and default.stdout.strip()
+
+
+VERBOSE_LINES = [
+    r"total duration:       [0-9.]+(ns|µs|ms|s)|total duration:       (\d+m)?[0-9.]+s",
+    r"load duration:        .+",
+    r"prompt eval count:    \d+ token\(s\)",
+    r"prompt eval duration: .+",
+    r"prompt eval rate:     \d+\.\d\d tokens/s",
+    r"eval count:           \d+ token\(s\)",
+    r"eval duration:        .+",
+    r"eval rate:            \d+\.\d\d tokens/s",
+]
+
+
+@pytest.mark.slow
+def test_verbose_prints_ollamas_timing_lines(kettle: Kettle) -> None:
+    result = kettle("run", "greedy", "Say hi.", "--verbose")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(VERBOSE_LINES), result.stderr
+    for line, pattern in zip(lines, VERBOSE_LINES):
+        assert re.fullmatch(pattern, line), line
+    assert re.search(r"^eval count:\s+(\d+)", result.stderr, re.M).group(1) == "24"  # num_predict 24 in greedy
+
+
+def _api_has_format() -> bool:
+    from kettle.api import Model
+
+    return "format" in inspect.signature(Model.chat).parameters
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _api_has_format(), reason="kettle.api.Model.chat takes no format= yet (constrained decoding)")
+def test_format_json_output_parses(kettle: Kettle) -> None:
+    result = kettle("run", "greedy", "Describe a cat as JSON with keys name and color.", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)

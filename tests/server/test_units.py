@@ -1,0 +1,172 @@
+"""Server pieces that need no model: OpenAI translations, tool-call parsing, strict JSON,
+error messages, and the Host/Origin guard when the bind address is opened on purpose."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from kettle.errors import GGUFError, ModelNotFound, ServerBusy
+from kettle.server import openai_routes as oa
+from kettle.server.security import DEFAULT_ORIGINS, Guard, is_loopback_host, origin_allowed
+from kettle.server.tools import ToolCallFilter, parse_tool_calls
+from kettle.server.wire import RequestError, parse_json_body, public_message, status_of
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+# -- OpenAI <-> ollama translations (pure) -----------------------------------------------
+
+def test_chat_request_translation() -> None:
+    body = {
+        "model": "m", "max_tokens": 7, "temperature": 0.2, "top_p": 0.5, "seed": 3, "stop": "END", "stream": True,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        "messages": [
+            {"role": "developer", "content": "be nice"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+            {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+        ],
+        "tools": TOOLS,
+    }
+    out = oa.chat_request(body)
+    assert out["options"] == {"num_predict": 7, "temperature": 0.2, "top_p": 0.5, "seed": 3, "stop": ["END"]}
+    assert out["format"] == {"type": "object"} and out["stream"] is True and out["tools"] == TOOLS
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant", "tool"]
+    assert out["messages"][1]["content"] == "ab"
+    assert out["messages"][2]["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]
+    assert oa.chat_request({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                            "response_format": {"type": "json_object"}})["format"] == "json"
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "m"},
+    {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+    {"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}},
+    {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": "many"},
+])
+def test_chat_request_rejects(body: dict) -> None:
+    with pytest.raises(RequestError):
+        oa.chat_request(body)
+
+
+def test_chat_response_and_chunks() -> None:
+    final = {"model": "m", "message": {"role": "assistant", "content": "hi"}, "done": True, "done_reason": "length",
+             "prompt_eval_count": 5, "eval_count": 2}
+    out = oa.chat_response(final, "chatcmpl-1", 9)
+    assert out["choices"][0] == {"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                 "finish_reason": "length", "logprobs": None}
+    assert out["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    first = oa.chat_chunk({"model": "m", "message": {"role": "assistant", "content": "h"}, "done": False}, "c", 9, True)
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "h"}
+    assert first["choices"][0]["finish_reason"] is None
+    call = {"id": "call_1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo"}}}
+    tooled = oa.chat_response({**final, "message": {"role": "assistant", "content": "", "tool_calls": [call]}}, "c", 9)
+    assert tooled["choices"][0]["finish_reason"] == "tool_calls"
+    assert json.loads(tooled["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo"}
+
+
+def test_embeddings_base64_is_little_endian_float32() -> None:
+    out = oa.embeddings_response({"model": "m", "embeddings": [[1.0, -2.5]], "prompt_eval_count": 3}, "base64")
+    raw = base64.b64decode(out["data"][0]["embedding"])
+    assert np.frombuffer(raw, dtype="<f4").tolist() == [1.0, -2.5] and out["usage"]["prompt_tokens"] == 3
+
+
+def test_model_object() -> None:
+    tag = {"model": "me/thing:latest", "modified_at": "2024-01-02T03:04:05.123Z"}
+    assert oa.model_object(tag) == {"id": "me/thing:latest", "object": "model", "created": 1704164645, "owned_by": "me"}
+
+
+# -- tool calls ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, n", [
+    ('<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>', 1),
+    ('<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>\n<tool_call>{"name": "get_weather", '
+     '"arguments": {}}</tool_call>', 2),
+    ('{"name": "get_weather", "parameters": {"city": "Oslo"}}', 1),
+    ('[{"name": "get_weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}]', 1),
+    ('{"name": "other_tool", "arguments": {}}', 0),
+    ('{"answer": 42}', 0),
+    ("The weather is nice.", 0),
+])
+def test_parse_tool_calls(text: str, n: int) -> None:
+    calls = parse_tool_calls(text, {"get_weather"})
+    assert len(calls) == n
+    for i, call in enumerate(calls):
+        assert call["function"]["name"] == "get_weather" and call["function"]["index"] == i
+        assert isinstance(call["function"]["arguments"], dict)
+
+
+def test_tool_filter_holds_only_what_may_be_a_call() -> None:
+    f = ToolCallFilter(TOOLS)
+    assert f.feed("  <tool") == "" and f.feed('_call>{"name": "get_weather", "arguments": {}}') == ""
+    assert f.feed("</tool_call>") == ""
+    content, calls = f.finish()
+    assert content == "" and calls[0]["function"]["name"] == "get_weather"
+    g = ToolCallFilter(TOOLS)
+    assert g.feed("Sunny") == "Sunny" and g.feed(" today") == " today" and g.finish() == ("", [])
+    h = ToolCallFilter(TOOLS)
+    assert h.feed('{"not": "a call"}') == "" and h.finish() == ('{"not": "a call"}', [])
+    assert ToolCallFilter([]).feed("{") == "{"
+
+
+# -- strict JSON and errors -----------------------------------------------------------------
+
+def test_parse_json_body() -> None:
+    assert parse_json_body(b' {"a": [1, "\\u00e9"]} ') == {"a": [1, "é"]}
+    for bad in (b"", b"   ", b"{", b"[]", b"1", b'{"a": Infinity}', b'{"a": "\\udfff"}', b"\xc3\x28"):
+        with pytest.raises(RequestError) as err:
+            parse_json_body(bad)
+        assert err.value.status == 400
+
+
+def test_errors_map_to_status_and_hide_paths() -> None:
+    assert status_of(ModelNotFound("x")) == 404 and status_of(ServerBusy("full")) == 503
+    assert status_of(RequestError("big", 413)) == 413 and status_of(KeyError("x")) == 500
+    message = public_message(GGUFError("/home/me/.kettle/models/blobs/sha256-abc", "truncated"))
+    assert message == "sha256-abc: truncated"
+    assert public_message(KeyError("/secret")) == "internal server error"
+
+
+# -- the guard with an open bind address -------------------------------------------------------
+
+def guarded(bind_host: str) -> TestClient:
+    app = Starlette(routes=[Route("/", lambda r: PlainTextResponse("ok"))],
+                    middleware=[Middleware(Guard, bind_host=bind_host, origins=DEFAULT_ORIGINS, max_body=10)])
+    return TestClient(app)
+
+
+def test_opened_bind_address_accepts_any_host_but_still_checks_origin() -> None:
+    with guarded("0.0.0.0") as c:
+        assert c.get("/", headers={"Host": "my-server.lan"}).status_code == 200
+        assert c.get("/", headers={"Origin": "https://evil.example"}).status_code == 403
+    with guarded("127.0.0.1") as c:
+        assert c.get("/", headers={"Host": "my-server.lan"}).status_code == 403
+        assert c.post("/", content=b"x" * 11, headers={"Host": "localhost"}).status_code == 413
+
+
+@pytest.mark.parametrize("host, ok", [
+    ("localhost", True), ("LOCALHOST:11434", True), ("app.localhost", True), ("127.0.0.1:80", True),
+    ("127.8.9.10", True), ("[::1]:11434", True), ("::1", True), ("", True),
+    ("evil.example", False), ("localhost.evil.example", False), ("192.168.1.5", False), ("[::2]", False),
+])
+def test_loopback_hosts(host: str, ok: bool) -> None:
+    assert is_loopback_host(host) is ok
+
+
+@pytest.mark.parametrize("origin, ok", [
+    ("http://localhost", True), ("http://localhost:3000", True), ("https://127.0.0.1:8443", True),
+    ("app://anything", True), ("vscode-webview://x", True), ("http://localhost.evil.com", False),
+    ("https://evil.example", False), ("null", False),
+])
+def test_default_origins(origin: str, ok: bool) -> None:
+    assert origin_allowed(origin, DEFAULT_ORIGINS) is ok

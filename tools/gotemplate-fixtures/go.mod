@@ -1,0 +1,3 @@
+module kettle/tools/gotemplate-fixtures
+
+go 1.19
