@@ -7,7 +7,7 @@ bundled smollm2, which kettle pulls into its store on first use.
 """
 
 from kettle import ChatModule
-from kettle.compat.callback import StreamToStdout
+from kettle.callback import StreamToStdout
 
 # Create a ChatModule instance
 cm = ChatModule(model="smollm2")

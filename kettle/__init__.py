@@ -24,7 +24,7 @@ _LAZY = {
     "Stats": "kettle.engine.batch",
     "AutoModelForCausalLM": "kettle.compat",
     "ChatModule": "kettle.compat",
-    "callback": "kettle.compat.callback",
+    "callback": "kettle.callback",
     "KettleError": "kettle.errors",
     "GGUFError": "kettle.errors",
     "InvalidParameter": "kettle.errors",

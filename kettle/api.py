@@ -235,6 +235,10 @@ def load(
     With no name, the bundled default (smollm2) is used. ``num_parallel`` slots
     let that many sequences decode together (the server's continuous batching).
     """
+    if num_gpu:
+        from kettle.gpu import warn_gpu_request
+
+        warn_gpu_request("num_gpu", num_gpu)
     spec = resolve(name_or_path)
     given = {"num_ctx": num_ctx, "num_thread": num_thread, "num_batch": num_batch, "num_gpu": num_gpu}
     load_opts, _ = parse_options({k: v for k, v in given.items() if v is not None}, base=spec.params)

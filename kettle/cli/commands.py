@@ -222,10 +222,7 @@ def ensure_model(backend: Backend, model: str, io: IO, prompt_words: list[str]) 
         if not prompt_words:
             hint += f"; to send {model!r} as a prompt to the default model: kettle run {DEFAULT_MODEL} {model}"
         raise ModelNotFound(model, hint)
-    try:
-        pull_with_progress(backend, model, io)
-    except KettleError as e:
-        raise ModelNotFound(model, str(e)) from None
+    pull_with_progress(backend, model, io)  # a server says itself what it cannot pull
 
 
 def _read_stdin(io: IO) -> str | None:

@@ -10,7 +10,7 @@ GPU settings (``gpu_layers``, ``device="cuda"``) are accepted and warn once with
 
 from kettle.compat.config import Config
 from kettle.compat.ctransformers import LLM, AutoModelForCausalLM
-from kettle.compat.gpu import CPUOnlyWarning
+from kettle.gpu import CPUOnlyWarning
 from kettle.compat.mlc import ChatConfig, ChatModule, ConvConfig, GenerationConfig
 
 __all__ = [

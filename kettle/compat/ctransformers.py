@@ -38,7 +38,7 @@ import numpy as np
 
 from kettle.api import Model, load
 from kettle.compat.config import Config, make_config, to_options
-from kettle.compat.gpu import warn_gpu_request
+from kettle.gpu import warn_gpu_request
 from kettle.compat.locate import check_architecture, check_model_type, locate_model, not_found
 from kettle.errors import ContextOverflow, InvalidParameter, KettleError, ModelNotFound
 from kettle.options import parse_options

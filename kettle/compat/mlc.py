@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from kettle.api import Model, load
-from kettle.compat.gpu import check_device
+from kettle.gpu import check_device
 from kettle.compat.locate import locate_model, not_found
 from kettle.compat.stats import RuntimeStats
 from kettle.errors import InvalidParameter, ModelNotFound
@@ -73,7 +73,8 @@ class ChatConfig:
     """Overrides of the model's chat settings (mlc's ``ChatConfig``); every field optional.
 
     Used by kettle: ``temperature``, ``top_p``, ``repetition_penalty``, ``max_gen_len``
-    (sampling, per turn), ``context_window_size`` and ``prefill_chunk_size`` (kettle's
+    (sampling, per turn), ``mean_gen_len`` (room kept for an answer when old turns must
+    leave the window), ``context_window_size`` and ``prefill_chunk_size`` (kettle's
     ``num_ctx`` and ``num_batch``: a change reloads the model), ``conv_config``. The others
     are accepted and have no effect.
     """
@@ -128,13 +129,14 @@ _SAMPLING: dict[str, tuple[Spec, str | None]] = {
     "presence_penalty": (Spec(Kind.FLOAT), "presence_penalty"),
     "frequency_penalty": (Spec(Kind.FLOAT), "frequency_penalty"),
     "max_gen_len": (Spec(Kind.INT, lo=1), "num_predict"),
-    "mean_gen_len": (Spec(Kind.INT, lo=1), None),  # mlc's window-shift estimate
+    "mean_gen_len": (Spec(Kind.INT, lo=1), None),  # room for an answer: see ChatModule._prompt_ids
 }
 _LOAD: dict[str, tuple[Spec, str]] = {
     "context_window_size": (Spec(Kind.INT, lo=1), "num_ctx"),
     "prefill_chunk_size": (Spec(Kind.INT, lo=1), "num_batch"),
 }
 _N_SPEC = Spec(Kind.INT, lo=1)
+DEFAULT_MEAN_GEN_LEN = 128  # mlc-chat-config.json's usual mean_gen_len: room kept for an answer
 _SLOT = 0  # the KV-cache slot of the conversation: kettle.load() gives the model one
 _STOP_SPEC = Spec(Kind.STRINGS)
 _ROLES = ("user", "assistant")  # what ConvConfig.roles[0], roles[1] stand for
@@ -294,12 +296,29 @@ class ChatModule:
         self._history.append({"role": "assistant", "content": answers[0]})
         return answers if generation_config is not None and generation_config.n is not None else answers[0]
 
+    def _prompt_ids(self) -> list[int]:
+        """The conversation's prompt ids, leaving room for an answer of ``mean_gen_len``
+        tokens: like mlc's window shift, the oldest turns are left out of the prompt (not
+        out of ``history``) until it fits. The system message and the newest question stay;
+        if they alone do not fit, the engine raises ``ContextOverflow``."""
+        prompts = self._model.prompts
+        n_ctx = self._model.runner.n_ctx
+        room = min(self.chat_config.mean_gen_len or DEFAULT_MEAN_GEN_LEN, n_ctx // 2)
+        history = self.history
+        head = history[:1] if history and history[0]["role"] == "system" else []
+        turns = history[len(head):]
+        start = 0
+        while True:
+            ids = prompts.tokenize_prompt(prompts.render_chat(head + turns[start:]))
+            later = [i for i in range(start + 1, len(turns)) if turns[i]["role"] == "user"]
+            if len(ids) + room < n_ctx or not later:
+                return ids
+            start = later[0]  # a window starts with a question
+
     def _answer(self, params: SamplingParams, callback: Any, interval: int | None) -> str:
         """Run one answer through the engine, calling ``callback`` on mlc's schedule."""
-        model = self._model
-        prompts = model.prompts
-        ids = prompts.tokenize_prompt(prompts.render_chat(self.history))
-        engine = model.engine
+        ids = self._prompt_ids()
+        engine = self._model.engine
         seq = engine.add(ids, params)
         text = ""
         try:

@@ -166,14 +166,29 @@ def unpack_q8_0(raw, rows, blk0, nblk, lut, w, unit):
 
 # --- K-quants (256-element super-blocks) ---------------------------------------------
 # Q2_K, Q3_K, Q6_K: group g = 8h + 2s + hf holds elements 128h + 32s + 16hf + l
-# (l < 16; see kquants.py for the bit positions). One pass over (h, hf) loads
-# each byte once and writes the four groups s = 0..3 that share it.
+# (l < 16; see kquants.py for the bit positions). For each (h, hf), two loops
+# write the four groups s = 0..3 whose codes share bytes; a loop writing more
+# than two output streams defeats LLVM's dependence analysis (no vectorizing).
+
+
+@inline_jit
+def _group_scales(table, g, s0, s1, s2, s3):
+    """s<i>[r] = table[r*16 + g + 2i]: the four groups one (h, hf) pass writes, per row."""
+    for r in range(ROWS):
+        s0[r] = table[r * 16 + g]
+        s1[r] = table[r * 16 + g + 2]
+        s2[r] = table[r * 16 + g + 4]
+        s3[r] = table[r * 16 + g + 6]
 
 
 @inline_jit
 def unpack_q2_k(raw, rows, blk0, nblk, lut, w, unit):
     dl = stack_empty(ROWS_X16, np.float32)  # [r*16 + g]: d * scale
     ml = stack_empty(ROWS_X16, np.float32)  # [r*16 + g]: dmin * min
+    d0, d1 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
+    d2, d3 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
+    m0, m1 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
+    m2, m3 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q2_K)
         for r in range(ROWS):
@@ -183,18 +198,22 @@ def unpack_q2_k(raw, rows, blk0, nblk, lut, w, unit):
                 sc = byte_at(raw, U(rows[r]), o + U(g))
                 dl[r * 16 + g] = d * F32(I32(sc & 15))
                 ml[r * 16 + g] = dmin * F32(I32(sc >> 4))
-        for hh in range(4 * unit):  # (h, hf): each byte holds the 2-bit codes of groups g + 2s
+        for hh in range(4 * unit):  # (h, hf): byte l holds the codes of groups g, g+2, g+4, g+6
             g = 8 * (hh // 2) + hh % 2
+            _group_scales(dl, g, d0, d1, d2, d3)
+            _group_scales(ml, g, m0, m1, m2, m3)
             src = o + U(16 + 16 * hh)
             e = 256 * b + 16 * g
             for l in range(16 * unit):
                 for r in range(ROWS):
                     q = byte_at(raw, U(rows[r]), src + U(l))
-                    k = r * 16 + g
-                    w[_at(r, e + l)] = dl[k] * F32(I32(q & 3)) - ml[k]
-                    w[_at(r, e + 32 + l)] = dl[k + 2] * F32(I32((q >> 2) & 3)) - ml[k + 2]
-                    w[_at(r, e + 64 + l)] = dl[k + 4] * F32(I32((q >> 4) & 3)) - ml[k + 4]
-                    w[_at(r, e + 96 + l)] = dl[k + 6] * F32(I32(q >> 6)) - ml[k + 6]
+                    w[_at(r, e + l)] = d0[r] * F32(I32(q & 3)) - m0[r]
+                    w[_at(r, e + 32 + l)] = d1[r] * F32(I32((q >> 2) & 3)) - m1[r]
+            for l in range(16 * unit):
+                for r in range(ROWS):
+                    q = byte_at(raw, U(rows[r]), src + U(l))
+                    w[_at(r, e + 64 + l)] = d2[r] * F32(I32((q >> 4) & 3)) - m2[r]
+                    w[_at(r, e + 96 + l)] = d3[r] * F32(I32(q >> 6)) - m3[r]
 
 
 @inline_jit
@@ -207,22 +226,25 @@ def _q3_scale(raw, row, at, g):
 
 @inline_jit
 def _q3_code(q, keep):
-    """Q3_K 3-bit code from its 2 low bits and its "no -4" bit."""
+    """Q3_K 3-bit code from its 2 low bits and its "no -4" bit, as float32."""
     return F32(I32((q & 3) - ((keep & 1) ^ 1) * 4))
 
 
 @inline_jit
 def unpack_q3_k(raw, rows, blk0, nblk, lut, w, unit):
     dl = stack_empty(ROWS_X16, np.float32)  # [r*16 + g]: d * scale
+    s0, s1 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
+    s2, s3 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q3_K)
         for r in range(ROWS):
             d = f16_at(raw, U(rows[r]), o + U(108), lut)
             for g in range(16 * unit):
                 dl[r * 16 + g] = d * F32(_q3_scale(raw, U(rows[r]), o + U(96), g))
-        for hh in range(4 * unit):  # (h, hf) as in Q2_K; hmask bits 4h + s
+        for hh in range(4 * unit):  # (h, hf) as in Q2_K; the hmask bit of group 8h+2s+hf is 4h + s
             h, hf = hh // 2, hh % 2
             g = 8 * h + hf
+            _group_scales(dl, g, s0, s1, s2, s3)
             low_at = o + U(32 + 16 * hh)
             mask_at = o + U(16 * hf)
             e = 256 * b + 16 * g
@@ -230,11 +252,14 @@ def unpack_q3_k(raw, rows, blk0, nblk, lut, w, unit):
                 for r in range(ROWS):
                     q = byte_at(raw, U(rows[r]), low_at + U(l))
                     keep = shr32(byte_at(raw, U(rows[r]), mask_at + U(l)), 4 * h)
-                    k = r * 16 + g
-                    w[_at(r, e + l)] = dl[k] * _q3_code(q, keep)
-                    w[_at(r, e + 32 + l)] = dl[k + 2] * _q3_code(q >> 2, keep >> 1)
-                    w[_at(r, e + 64 + l)] = dl[k + 4] * _q3_code(q >> 4, keep >> 2)
-                    w[_at(r, e + 96 + l)] = dl[k + 6] * _q3_code(q >> 6, keep >> 3)
+                    w[_at(r, e + l)] = s0[r] * _q3_code(q, keep)
+                    w[_at(r, e + 32 + l)] = s1[r] * _q3_code(q >> 2, keep >> 1)
+            for l in range(16 * unit):
+                for r in range(ROWS):
+                    q = byte_at(raw, U(rows[r]), low_at + U(l))
+                    keep = shr32(byte_at(raw, U(rows[r]), mask_at + U(l)), 4 * h)
+                    w[_at(r, e + 64 + l)] = s2[r] * _q3_code(q >> 4, keep >> 2)
+                    w[_at(r, e + 96 + l)] = s3[r] * _q3_code(q >> 6, keep >> 3)
 
 
 @inline_jit
@@ -299,6 +324,8 @@ def unpack_q5_k(raw, rows, blk0, nblk, lut, w, unit):
 @inline_jit
 def unpack_q6_k(raw, rows, blk0, nblk, lut, w, unit):
     dl = stack_empty(ROWS_X16, np.float32)  # [r*16 + g]: d * scale
+    s0, s1 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
+    s2, s3 = stack_empty(ROWS, np.float32), stack_empty(ROWS, np.float32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q6_K)
         for r in range(ROWS):
@@ -308,19 +335,22 @@ def unpack_q6_k(raw, rows, blk0, nblk, lut, w, unit):
         for hh in range(4 * unit):  # (h, hf): ql bytes l, l+32 and qh byte l give groups g + 2s
             h, hf = hh // 2, hh % 2
             g = 8 * h + hf
+            _group_scales(dl, g, s0, s1, s2, s3)
             low_at = o + U(64 * h + 16 * hf)
             high_at = o + U(128 + 16 * hh)
             e = 256 * b + 16 * g
-            for l in range(16 * unit):
+            for l in range(16 * unit):  # groups g (low nibbles of ql[l]) and g + 4 (high)
                 for r in range(ROWS):
                     a = byte_at(raw, U(rows[r]), low_at + U(l))
+                    hi = byte_at(raw, U(rows[r]), high_at + U(l))
+                    w[_at(r, e + l)] = s0[r] * F32(I32(((a & 15) | ((hi & 3) << 4)) - 32))
+                    w[_at(r, e + 64 + l)] = s2[r] * F32(I32(((a >> 4) | (hi & 48)) - 32))
+            for l in range(16 * unit):  # groups g + 2 (low nibbles of ql[l + 32]) and g + 6 (high)
+                for r in range(ROWS):
                     c = byte_at(raw, U(rows[r]), low_at + U(32 + l))
                     hi = byte_at(raw, U(rows[r]), high_at + U(l))
-                    k = r * 16 + g
-                    w[_at(r, e + l)] = dl[k] * F32(I32(((a & 15) | ((hi & 3) << 4)) - 32))
-                    w[_at(r, e + 32 + l)] = dl[k + 2] * F32(I32(((c & 15) | ((hi & 12) << 2)) - 32))
-                    w[_at(r, e + 64 + l)] = dl[k + 4] * F32(I32(((a >> 4) | (hi & 48)) - 32))
-                    w[_at(r, e + 96 + l)] = dl[k + 6] * F32(I32(((c >> 4) | ((hi >> 2) & 48)) - 32))
+                    w[_at(r, e + 32 + l)] = s1[r] * F32(I32(((c & 15) | ((hi & 12) << 2)) - 32))
+                    w[_at(r, e + 96 + l)] = s3[r] * F32(I32(((c >> 4) | ((hi >> 2) & 48)) - 32))
 
 
 UNPACKERS = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kettle.compat import gpu
+from kettle import gpu
 
 MODEL = "smollm2"  # the store name the examples use instead of their Hub names
 CONTEXT = 512  # a small window keeps the KV cache small

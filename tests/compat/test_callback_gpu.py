@@ -9,7 +9,7 @@ import pytest
 
 import kettle
 from kettle.compat.callback import StreamIterator, StreamToStdout, get_delta_message
-from kettle.compat.gpu import CPUOnlyWarning, check_device, warn_gpu_request
+from kettle.gpu import CPUOnlyWarning, check_device, warn_gpu_request
 from kettle.errors import InvalidParameter
 
 

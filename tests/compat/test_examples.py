@@ -36,7 +36,7 @@ print(f"\\n{n / elapsed:.2f} tokens/s, {1000 * elapsed / n:.1f} ms/token")
 # name changed. (``kettle.callback`` is served from ``kettle.compat.callback``.)
 MLC_EXAMPLE = '''\
 from kettle import ChatModule
-from kettle.compat.callback import StreamToStdout
+from kettle.callback import StreamToStdout
 
 # Create a ChatModule instance
 cm = ChatModule(model="smollm2")
@@ -113,6 +113,7 @@ def test_mlc_example_short() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::kettle.gpu.CPUOnlyWarning")
 def test_ctransformers_example_as_written() -> None:
     printed, scope = run_script(CTRANSFORMERS_EXAMPLE)
     check_ctransformers_output(printed, scope)

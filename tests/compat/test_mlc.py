@@ -148,3 +148,19 @@ def test_embed_text(cm: ChatModule) -> None:
     vector = cm.embed_text("Kettles boil water.")
     assert vector.shape == (cm.kettle_model.transformer.config.n_embd,)
     assert abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+
+
+def test_old_turns_leave_a_full_window() -> None:
+    small = ChatModule(model=MODEL, chat_config=ChatConfig(temperature=0, max_gen_len=12, mean_gen_len=16,
+                                                           context_window_size=128))
+    try:
+        for question in ("Name a red fruit.", "Name a blue thing.", "Name a green plant.", "Name a yellow bird.",
+                         "Name a black animal."):
+            small.generate(question)
+        assert len(small.history) == 10, "the whole conversation is remembered"
+        held = small.kettle_model.runner.cache.tokens[0]
+        text = small.kettle_model.detokenize(held)
+        assert "Name a black animal." in text and "Name a red fruit." not in text
+        assert len(held) <= 128
+    finally:
+        small.kettle_model.close()

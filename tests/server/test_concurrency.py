@@ -71,21 +71,34 @@ def test_disconnected_clients_free_their_slots(server: Server) -> None:
 
 
 def test_past_the_queue_limit_requests_get_503_at_once(server: Server) -> None:
-    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(SLOTS + QUEUE)]
+    """A generation may end early (end of text) and free a slot for a queued one, so more
+    requests are sent until the first 503; at least slots + queue must get in before it."""
+    clients: list[httpx.Client] = []
+
+    def send(path: str, body: dict) -> httpx.Response:
+        clients.append(httpx.Client(base_url=server.url, timeout=60))
+        return clients[-1].send(clients[-1].build_request("POST", path, json=body), stream=True)
+
     try:
-        running = [open_stream(c, f"Tell a long story, part {i}.") for i, c in enumerate(clients[:SLOTS])]
-        for s in running:
-            assert json.loads(next(s.iter_lines()))["done"] is False  # in a slot
-        waiting = [open_stream(c, f"Tell a long story, part {i}.") for i, c in enumerate(clients[SLOTS:])]
-        assert all(s.status_code == 200 for s in waiting)  # queued for a slot
-        started = time.monotonic()
-        with server.client() as c:
-            busy = c.post("/api/generate", json={"model": MODEL, "prompt": "one more", "options": GREEDY})
-            busy_openai = c.post("/v1/chat/completions", json={"model": MODEL, "messages": [
-                {"role": "user", "content": "one more"}]})
-        assert busy.status_code == 503 and "busy" in busy.json()["error"]
-        assert busy_openai.status_code == 503 and busy_openai.json()["error"]["type"] == "server_busy"
-        assert time.monotonic() - started < 5
+        running = [send("/api/generate", {"model": MODEL, "prompt": f"Tell a long story, part {i}.", "options": LONG})
+                   for i in range(SLOTS)]
+        for r in running:
+            assert json.loads(next(r.iter_lines()))["done"] is False  # in a slot
+        accepted, busy = SLOTS, None
+        for i in range(QUEUE + SLOTS):
+            started = time.monotonic()
+            r = send("/api/generate", {"model": MODEL, "prompt": f"Another story, part {i}.", "options": LONG})
+            if r.status_code == 503:
+                busy = r
+                break
+            assert r.status_code == 200
+            accepted += 1
+        assert busy is not None and accepted >= SLOTS + QUEUE
+        assert time.monotonic() - started < 5  # refused at once, not queued
+        assert "busy" in json.loads(busy.read())["error"]
+        busy_openai = send("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        assert busy_openai.status_code == 503
+        assert json.loads(busy_openai.read())["error"]["type"] == "server_busy"
     finally:
         for c in clients:
             c.close()
