@@ -23,7 +23,7 @@ import numpy as np
 
 from kettle.engine.batch import BatchEngine, Chunk
 from kettle.engine.runner import Runner
-from kettle.errors import GGUFError, InvalidParameter, KettleError, TokenizerError
+from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, KettleError, TokenizerError
 from kettle.gguf import GGUFFile
 from kettle.models import Transformer, load_model
 from kettle.options import LoadOptions, parse_options
@@ -151,26 +151,44 @@ class Model:
             finally:
                 self.runner.cache.clear(0)
 
-    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Mean-pooled final hidden states, L2-normalised: (len(texts), n_embd)."""
+    def embed(self, texts: str | Sequence[str], *, truncate: bool = False) -> np.ndarray:
+        """Mean-pooled final hidden states, L2-normalised: (len(texts), n_embd).
+
+        Texts are tokenized with special tokens added and parsed (as llama.cpp's
+        embedding endpoint does). A text longer than the context is cut to fit
+        when ``truncate``, else ``ContextOverflow``.
+        """
         if isinstance(texts, str):
             texts = [texts]
-        out = np.zeros((len(texts), self.transformer.config.n_embd), dtype=np.float32)
+        batch = [self.tokenize(text, add_special=True, parse_special=True) for text in texts]
         with self._lock:
-            for i, text in enumerate(texts):
-                ids = self.tokenize(text, add_special=True, parse_special=True)
-                if not ids:
-                    continue
-                self.runner.cache.clear(0)
-                try:
-                    n = len(ids)
-                    hidden = self.runner.forward(ids, range(n), [0] * n, outputs=range(n), hidden=True)
-                finally:
-                    self.runner.cache.clear(0)
-                v = hidden.astype(np.float64).mean(axis=0)
-                norm = np.linalg.norm(v)
-                out[i] = v / norm if norm > 0 else v
-        return out
+            return self.embed_ids(batch, slot=0, truncate=truncate)[0]
+
+    def embed_ids(self, batch: Sequence[Sequence[int]], *, slot: int = 0, truncate: bool = False) -> tuple[np.ndarray, int]:
+        """Embeddings of token-id lists, computed on KV ``slot`` (which no running
+        sequence may use; it is cleared after) -> (vectors (n, n_embd), tokens used)."""
+        out = np.zeros((len(batch), self.transformer.config.n_embd), dtype=np.float32)  # (n, n_embd)
+        used = 0
+        n_ctx = self.runner.n_ctx
+        for i, ids in enumerate(batch):
+            ids = list(ids)
+            if len(ids) > n_ctx:
+                if not truncate:
+                    raise ContextOverflow(len(ids), n_ctx)
+                ids = ids[:n_ctx]
+            if not ids:
+                continue
+            used += len(ids)
+            n = len(ids)
+            self.runner.cache.clear(slot)
+            try:
+                hidden = self.runner.forward(ids, range(n), [slot] * n, outputs=range(n), hidden=True)  # (n, n_embd)
+            finally:
+                self.runner.cache.clear(slot)
+            v = hidden.astype(np.float64).mean(axis=0)
+            norm = np.linalg.norm(v)
+            out[i] = v / norm if norm > 0 else v
+        return out, used
 
     def close(self) -> None:
         self.gguf.close()

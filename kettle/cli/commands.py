@@ -8,8 +8,10 @@ as ``KettleError``; ``main`` prints them as ``Error: <message>`` and exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -271,7 +273,7 @@ def _replay_messages(backend: Backend, model: str, io: IO) -> None:
     """Show the model's MESSAGE history before the first prompt, as ollama does."""
     try:
         messages = backend.show(model).get("messages") or []
-    except KettleError:
+    except KettleError:  # a .gguf path run in-process has no store entry, so no MESSAGEs
         return
     for m in messages:
         if m.get("role") == "user":
@@ -280,12 +282,11 @@ def _replay_messages(backend: Backend, model: str, io: IO) -> None:
             io.stdout.write(f"{m.get('content', '')}\n\n")
 
 
-class _backend:
-    """``with _backend() as backend:`` connects, and closes the backend afterwards."""
-
-    def __enter__(self) -> Backend:
-        self.backend = connect()
-        return self.backend
-
-    def __exit__(self, *exc: object) -> None:
-        self.backend.close()
+@contextlib.contextmanager
+def _backend() -> Iterator[Backend]:
+    """``with _backend() as backend:`` the server or this process, closed afterwards."""
+    backend = connect()
+    try:
+        yield backend
+    finally:
+        backend.close()

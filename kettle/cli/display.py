@@ -6,7 +6,7 @@ tested without a model or a terminal:
 * ``go_duration(ns)``: Go's ``time.Duration.String()`` (``1.234567ms``, ``2m3.5s``)
 * ``metrics_summary(stats)``: the ``--verbose`` lines of ollama's ``api.Metrics.Summary``
 * ``human_bytes`` / ``human_time``: ollama's ``format.HumanBytes`` / ``format.HumanTime``
-* ``go_value`` / ``parameters_text``: ``/api/show``'s ``parameters`` block (``%-30s %#v``)
+* ``go_value``: a parameter value as Go's ``%#v`` prints it (``/show parameters``)
 * ``render_table``: the NAME/ID/SIZE/MODIFIED tables of ``list`` and ``ps``
 * ``show_info``: ``kettle show MODEL`` (sections Model, Capabilities, Parameters, System, License)
 * ``WordWrapper``: ollama's streaming word wrap for a terminal
@@ -197,17 +197,6 @@ def go_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
-
-
-def parameters_text(params: Mapping[str, Any]) -> str:
-    """``/api/show``'s ``parameters``: one ``name value`` line per value (lists repeat the name)."""
-    lines = []
-    for key in sorted(params):
-        value = params[key]
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if v is not None:
-                lines.append(f"{key:<{PARAM_NAME_WIDTH}} {go_value(v)}")
-    return "\n".join(lines)
 
 
 # -- show ------------------------------------------------------------------------

@@ -11,12 +11,13 @@ server's scheduler would. ``ps`` and ``stop`` need a server: nothing outlives
 this process, so they raise ``NoServer``.
 
 One-shot prompts (``generate``) are rendered through the model's chat
-template as one user turn, which is what ollama's ``/api/generate`` does
-with a template; ``raw`` requests continue the text as given.
+template as one user turn (after ``system`` when given), which is what
+ollama's ``/api/generate`` does with a template.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from kettle.api import Model, Stream
     from kettle.modelfile import Modelfile
     from kettle.store import Store
+
+# The load-time options ``kettle.load`` takes; a change of one means a reload. (The
+# other load-time names, use_mmap and the like, are accepted and ignored by kettle.)
+LOAD_ARGUMENTS = ("num_ctx", "num_batch", "num_thread", "num_gpu")
+
 
 def rfc3339(when: datetime | None = None) -> str:
     """A UTC time as Go writes it in JSON (``2024-05-01T12:00:00.123456Z``)."""
@@ -41,7 +47,7 @@ class LocalGeneration:
         self.model = model
         self.chat = chat
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         for chunk in self.stream:
             obj: dict[str, Any] = {"model": self.model, "created_at": rfc3339()}
             if self.chat:
@@ -108,7 +114,7 @@ class LocalBackend:
         raise NoServer(self.address, f"so {model!r} is not loaded")
 
     def exists(self, model: str) -> bool:
-        return self.store.exists(model) or Path(model).suffix == ".gguf" and Path(model).is_file()
+        return self.store.exists(model) or (Path(model).suffix == ".gguf" and Path(model).is_file())
 
     def show(self, model: str) -> dict[str, Any]:
         """``/api/show``'s answer, built by the server's own code (one definition of it)."""
@@ -148,9 +154,8 @@ class LocalBackend:
     def load(self, model: str, options: dict[str, Any] | None = None) -> Model:
         """The loaded model for ``model`` with these load-time options (loading it if needed)."""
         import kettle
-        from kettle.options import LOAD_OPTION_NAMES
 
-        given = {k: v for k, v in (options or {}).items() if k in LOAD_OPTION_NAMES and v is not None}
+        given = {k: v for k, v in (options or {}).items() if k in LOAD_ARGUMENTS and v is not None}
         key = (model, tuple(sorted(given.items())))
         if self._model is not None and self._model_key == key:
             return self._model
@@ -165,19 +170,13 @@ class LocalBackend:
             self._model = self._model_key = None
 
     def _stream(self, request: dict[str, Any], messages: list[dict[str, Any]], chat: bool) -> LocalGeneration:
-        from kettle.options import LOAD_OPTION_NAMES
-
         options = dict(request.get("options") or {})
         model = self.load(request["model"], options)
-        sampling = {k: v for k, v in options.items() if k not in LOAD_OPTION_NAMES}
+        sampling = {k: v for k, v in options.items() if k not in LOAD_ARGUMENTS}
         fmt = request.get("format")
         if fmt:
             sampling["format"] = fmt
-        if request.get("raw"):
-            stream = model.generate(request.get("prompt", ""), **sampling)
-        else:
-            stream = model.chat(messages, **sampling)
-        return LocalGeneration(stream, request["model"], chat)
+        return LocalGeneration(model.chat(messages, **sampling), request["model"], chat)
 
     def chat(self, request: dict[str, Any]) -> LocalGeneration:
         return self._stream(request, list(request.get("messages") or []), chat=True)

@@ -341,18 +341,12 @@ class LLM:
             ids = _token_ids(input, self.vocab_size, name="input")
             if not ids:
                 raise InvalidParameter("input", [], "needs at least one token")
-            n = len(ids)
-            if n > self._runner.n_ctx:
-                raise ContextOverflow(n, self._runner.n_ctx)
             self.reset()
             try:
                 with self._threads(s.threads):
-                    hidden = self._runner.forward(ids, range(n), [SLOT] * n, outputs=range(n), hidden=True)  # (n, n_embd)
+                    vector = self._model.embed_ids([ids], slot=SLOT)[0][0]  # (n_embd,)
             finally:
                 self.reset()
-            mean = hidden.astype(np.float64).mean(axis=0)  # (n_embd,) pooled as kettle.Model.embed pools
-            norm = np.linalg.norm(mean)
-            vector = (mean / norm if norm > 0 else mean).astype(np.float32)
         self._logits = None
         self._embeddings = [float(x) for x in vector]
         return list(self._embeddings)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import logging
 import math
 import re
 import threading
@@ -53,7 +54,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from kettle import config
-from kettle.errors import Cancelled, ContextOverflow, InvalidParameter, KettleError, ServerBusy
+from kettle.errors import Cancelled, InvalidParameter, KettleError, ServerBusy
+
+log = logging.getLogger("kettle.scheduler")
 
 Clock = Callable[[], float]  # monotonic seconds
 
@@ -131,32 +134,10 @@ def parse_keep_alive(value: object, name: str = "keep_alive") -> float:
 
 
 def embed_on_slot(model: Any, slot: int, texts: Sequence[str], truncate: bool) -> EmbedResult:
-    """Mean-pooled, L2-normalised final hidden states of each text, computed on KV slot
-    ``slot`` (which no active sequence uses) and cleared afterwards; the same vectors as
-    ``kettle.api.Model.embed``. A text longer than the context is cut to fit when
-    ``truncate``, else ``ContextOverflow``."""
-    runner = model.runner
-    out = np.zeros((len(texts), model.transformer.config.n_embd), dtype=np.float32)  # (n, n_embd)
-    used = 0
-    for i, text in enumerate(texts):
-        ids = model.tokenize(text, add_special=True, parse_special=True)
-        if len(ids) > runner.n_ctx:
-            if not truncate:
-                raise ContextOverflow(len(ids), runner.n_ctx)
-            ids = ids[: runner.n_ctx]
-        if not ids:
-            continue
-        used += len(ids)
-        runner.cache.clear(slot)
-        try:
-            n = len(ids)
-            hidden = runner.forward(ids, range(n), [slot] * n, outputs=range(n), hidden=True)  # (n, n_embd)
-        finally:
-            runner.cache.clear(slot)
-        v = hidden.astype(np.float64).mean(axis=0)
-        norm = np.linalg.norm(v)
-        out[i] = v / norm if norm > 0 else v
-    return EmbedResult(out, used)
+    """``Model.embed`` on KV slot ``slot`` (which no active sequence uses)."""
+    batch = [model.tokenize(text, add_special=True, parse_special=True) for text in texts]
+    vectors, used = model.embed_ids(batch, slot=slot, truncate=truncate)
+    return EmbedResult(vectors, used)
 
 
 class ModelState(enum.Enum):
@@ -581,11 +562,10 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001 - handed to the request, not swallowed
             result, state = e, RequestState.FAILED
         with self._lock:
-            if t.state is RequestState.RUNNING:
-                t.state = state
-            else:
+            if t.state is not RequestState.RUNNING:
                 return
-        t.sink(result)
+            t.state = state
+        _deliver([(t, result)])
 
     def _step(self, r: Resident, engine: EngineLike) -> None:
         try:
@@ -663,8 +643,12 @@ def _free_slot(r: Resident, engine: EngineLike) -> int | None:
 
 
 def _deliver(deliveries: list[tuple[Ticket, Any]]) -> None:
+    """Hand events to their sinks; a failing sink (its reader is gone) never stops the worker."""
     for ticket, event in deliveries:
-        ticket.sink(event)
+        try:
+            ticket.sink(event)
+        except Exception:  # noqa: BLE001
+            log.exception("a request's sink failed")
     deliveries.clear()
 
 

@@ -36,8 +36,12 @@ U = numba.uint64  # index type of every kernel (see module docstring)
 matmul_jit = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 # Dequantizing kernels: IEEE arithmetic, bit-exact with the numpy reference.
 exact_jit = numba.njit(cache=True, nogil=True)
-# Helpers inlined at numba-IR level take the flags of the kernel that calls them.
+# Helpers inlined at numba-IR level take the flags of the kernel that calls them
+# (the decoders: bit-exact in one kernel, fused multiply-adds in another).
 inline_jit = numba.njit(inline="always")
+# Small integer helpers: ordinary calls that LLVM inlines. Inlining them at
+# numba-IR level instead re-types every call site and triples compile time.
+helper_jit = numba.njit(cache=True, nogil=True)
 
 
 @intrinsic
@@ -144,13 +148,13 @@ def shr32(typingctx, value, amount):
     return types.int32(value, amount), codegen
 
 
-@inline_jit
+@helper_jit
 def byte_at(raw, row, at):
     """Byte ``at`` of row ``row`` (both uint64) of the 2-D uint8 array ``raw``, as int32."""
     return numba.int32(raw[row, at])
 
 
-@inline_jit
+@helper_jit
 def f16_at(raw, row, at, lut):
     """The IEEE half at byte ``at`` of row ``row`` of ``raw`` as float32, through ``lut``."""
     return lut[U(load_u16(raw, row, at))]

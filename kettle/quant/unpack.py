@@ -31,7 +31,7 @@ from numba import types
 from numba import uint32 as U32
 from numba.extending import overload
 
-from kettle.quant._jit import U, bits_to_f32, byte_at, f16_at, inline_jit, load_u16, load_u32, shr32, stack_empty
+from kettle.quant._jit import U, bits_to_f32, byte_at, f16_at, helper_jit, inline_jit, load_u16, load_u32, shr32, stack_empty
 from kettle.quant.types import QUANT_INFO, GGMLType
 
 F32 = np.float32
@@ -44,7 +44,7 @@ TS_Q4_0, TS_Q4_1, TS_Q5_0, TS_Q5_1, TS_Q8_0 = (_TS[GGMLType[n]] for n in ("Q4_0"
 TS_Q2_K, TS_Q3_K, TS_Q4_K, TS_Q5_K, TS_Q6_K = (_TS[GGMLType[n]] for n in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"))
 
 
-@inline_jit
+@helper_jit
 def _at(r, e):
     """Index in ``w`` of element ``e`` of tile row ``r``."""
     return U(r * CHUNK) + U(e)
@@ -113,7 +113,7 @@ def unpack_q4_1(raw, rows, blk0, nblk, lut, w, unit):
                 w[_at(r, 32 * b + 16 + j)] = d[r] * F32(I32(q >> 4)) + m[r]
 
 
-@inline_jit
+@helper_jit
 def _q5_code(q, high, j):
     """5-bit code of element j (0..31): nibble ``q`` plus bit j of ``high``."""
     return I32(q | ((shr32(high, j) & 1) << 4))
@@ -216,7 +216,7 @@ def unpack_q2_k(raw, rows, blk0, nblk, lut, w, unit):
                     w[_at(r, e + 96 + l)] = d3[r] * F32(I32(q >> 6)) - m3[r]
 
 
-@inline_jit
+@helper_jit
 def _q3_scale(raw, row, at, g):
     """Signed 6-bit scale of Q3_K group g from the 12 scale bytes at ``at``."""
     low = shr32(byte_at(raw, row, at + U(g % 8)), 4 * (g // 8)) & 15
@@ -224,7 +224,7 @@ def _q3_scale(raw, row, at, g):
     return I32((low | (high << 4)) - 32)
 
 
-@inline_jit
+@helper_jit
 def _q3_code(q, keep):
     """Q3_K 3-bit code from its 2 low bits and its "no -4" bit, as float32."""
     return F32(I32((q & 3) - ((keep & 1) ^ 1) * 4))

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kettle.cli.display import (
-    WordWrapper, go_duration, go_value, human_bytes, human_time, metrics_summary, parameters_text,
-    render_table, show_info,
+    WordWrapper, go_duration, go_value, human_bytes, human_time, metrics_summary, render_table, show_info,
 )
 
 
@@ -96,16 +95,9 @@ def test_metrics_summary_leaves_out_zero_values() -> None:
     assert metrics_summary({}) == []
 
 
-def test_go_value_and_parameters_text() -> None:
+def test_go_value_prints_as_go_percent_hash_v() -> None:
     assert [go_value(v) for v in (1.0, 0.9, 4096, True, "<|im_end|>", 1e-05)] == [
         "1", "0.9", "4096", "true", '"<|im_end|>"', "1e-05"]
-    text = parameters_text({"temperature": 1.0, "stop": ["<|im_start|>", "<|im_end|>"], "num_ctx": 4096})
-    assert text.splitlines() == [
-        "num_ctx" + " " * 24 + "4096",
-        "stop" + " " * 27 + '"<|im_start|>"',
-        "stop" + " " * 27 + '"<|im_end|>"',
-        "temperature" + " " * 20 + "1",
-    ]
 
 
 def test_render_table_aligns_columns() -> None:

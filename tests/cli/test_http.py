@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -100,3 +101,10 @@ def test_repl_over_http_and_ctrl_c(server_env: dict[str, str], tmp_path: Path) -
     assert child.before.split("\n", 1)[-1].strip()
     child.sendline("/bye")
     child.expect(pexpect.EOF)
+
+
+def test_format_json_over_http(server_env: dict[str, str], tmp_path: Path) -> None:
+    result = remote(server_env, tmp_path, "run", "greedy", "Describe a cat as JSON with keys name and color.",
+                    "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), dict)

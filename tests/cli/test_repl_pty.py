@@ -54,6 +54,7 @@ def test_conversation_commands_and_bye(shared_store: Path, tmp_path: Path) -> No
     assert command(child, "/clear") == "Cleared session context\n"
     assert "Loading model 'pirate-session'" in command(child, "/load pirate-session")
     assert "You are a pirate." in command(child, "/show system")  # the saved SYSTEM
+    command(child, "/set parameter num_ctx 256")  # a load-time option: the model reloads
     assert command(child, "Who are you?").strip()
     child.sendline("/bye")
     child.expect(pexpect.EOF)

@@ -79,6 +79,16 @@ def test_wrong_types_and_absurd_values(server: Server, body: dict, needle: str) 
     assert needle in r.json()["error"]
 
 
+def test_template_override_and_suffix(server: Server) -> None:
+    r = post(server, "/api/generate", {"model": MODEL, "prompt": "1, 2, 3,", "template": "{{ .Prompt }}",
+                                       "stream": False, "options": TINY})
+    assert r.status_code == 200 and r.json()["response"]
+    r = post(server, "/api/generate", {"model": MODEL, "prompt": "def f(", "suffix": "return x", "options": TINY})
+    assert r.status_code == 400 and "does not support insert" in r.json()["error"]
+    r = post(server, "/api/generate", {"model": MODEL, "prompt": "x", "template": "{{ .Prompt", "options": TINY})
+    assert r.status_code == 400
+
+
 def test_chat_field_checks(server: Server) -> None:
     for messages in ("hi", [1], [{"content": "no role"}], [{"role": "user", "content": 3}]):
         r = post(server, "/api/chat", {"model": MODEL, "messages": messages})

@@ -74,6 +74,18 @@ def test_ollama_load_and_structured_output(client: ollama.Client) -> None:
     assert reply.response.startswith("{")
 
 
+def test_ollama_keep_alive_zero_unloads_and_prefix_is_reused(client: ollama.Client) -> None:
+    unloaded = client.generate(model=MODEL, keep_alive=0)
+    assert unloaded.done_reason == "unload" and client.ps().models == []
+    turn = [{"role": "user", "content": "Tell me about cats."}]
+    first = client.chat(model=MODEL, messages=turn, options=SHORT)
+    assert first.load_duration and client.ps().models
+    second = client.chat(model=MODEL, options=SHORT, messages=[
+        *turn, {"role": "assistant", "content": first.message.content}, {"role": "user", "content": "And dogs?"}])
+    assert second.load_duration == 0
+    assert second.prompt_eval_count < first.prompt_eval_count + first.eval_count  # the first turn was not recomputed
+
+
 def test_ollama_embed(client: ollama.Client) -> None:
     out = client.embed(model=MODEL, input=["The cat sat.", "Stock markets fell."])
     vectors = np.array(out.embeddings)

@@ -82,8 +82,9 @@ def test_past_the_queue_limit_requests_get_503_at_once(server: Server) -> None:
     try:
         running = [send("/api/generate", {"model": MODEL, "prompt": f"Tell a long story, part {i}.", "options": LONG})
                    for i in range(SLOTS)]
-        for r in running:
-            assert json.loads(next(r.iter_lines()))["done"] is False  # in a slot
+        lines = [r.iter_lines() for r in running]  # kept: a dropped iterator closes its response
+        for line in lines:
+            assert json.loads(next(line))["done"] is False  # in a slot
         accepted, busy = SLOTS, None
         for i in range(QUEUE + SLOTS):
             started = time.monotonic()

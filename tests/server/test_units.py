@@ -137,6 +137,23 @@ def test_errors_map_to_status_and_hide_paths() -> None:
     assert public_message(KeyError("/secret")) == "internal server error"
 
 
+def test_an_error_mid_stream_is_the_last_ndjson_line() -> None:
+    import asyncio
+
+    from kettle.errors import SamplingError
+    from kettle.server.streaming import ndjson
+
+    async def objects():
+        yield {"response": "a", "done": False}
+        raise SamplingError("/opt/x/model.gguf: NaN logits")
+
+    async def lines() -> list[bytes]:
+        return [line async for line in ndjson(objects())]
+
+    out = [json.loads(line) for line in asyncio.run(lines())]
+    assert out == [{"response": "a", "done": False}, {"error": "model.gguf: NaN logits"}]
+
+
 # -- the guard with an open bind address -------------------------------------------------------
 
 def guarded(bind_host: str) -> TestClient:
