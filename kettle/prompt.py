@@ -20,27 +20,25 @@ if TYPE_CHECKING:
     from kettle.api import ModelSpec
 
 
+def choose_template(metadata: Mapping[str, Any], spec: ModelSpec) -> tuple[ChatTemplate, tuple[str, ...], str]:
+    """The template a model uses, its default stop words, and where it came from
+    (``modelfile``, ``gguf`` or ``builtin:<family>``)."""
+    source = spec.template or metadata.get("tokenizer.chat_template")
+    if isinstance(source, str) and source.strip():
+        return compile_template(source), (), "modelfile" if spec.template else "gguf"
+    arch = str(metadata.get("general.architecture", ""))
+    for family in (arch, "chatml"):  # kettle ships chatml for families it does not know
+        found = builtin_template(family)
+        if found is not None:
+            return found[0], found[1], f"builtin:{family}"
+    raise TemplateError("no chat template: the model has none and kettle ships none for its family")
+
+
 class PromptBuilder:
     def __init__(self, metadata: Mapping[str, Any], tokenizer: Tokenizer, spec: ModelSpec) -> None:
         self.tokenizer = tokenizer
         self.spec = spec
-        self.stop_words: tuple[str, ...] = ()
-        arch = metadata.get("general.architecture", "")
-        source = spec.template or metadata.get("tokenizer.chat_template")
-        self.template: ChatTemplate | None = None
-        if isinstance(source, str) and source.strip():
-            self.template = compile_template(source)
-            self.origin = "modelfile" if spec.template else "gguf"
-        else:
-            found = builtin_template(str(arch))
-            if found is not None:
-                self.template, self.stop_words = found
-                self.origin = f"builtin:{arch}"
-        if self.template is None:
-            found = builtin_template("chatml")
-            assert found is not None  # kettle ships chatml
-            self.template, self.stop_words = found
-            self.origin = "builtin:chatml"
+        self.template, self.stop_words, self.origin = choose_template(metadata, spec)
         bos, eos = tokenizer.bos_id, tokenizer.eos_id
         self.bos_text = tokenizer.token_to_piece(bos).decode("utf-8", "replace") if bos is not None and bos >= 0 else ""
         self.eos_text = tokenizer.token_to_piece(eos).decode("utf-8", "replace") if eos is not None and eos >= 0 else ""
@@ -59,7 +57,6 @@ class PromptBuilder:
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
                     add_generation_prompt: bool = True) -> str:
-        assert self.template is not None
         return self.template.render(
             self.conversation(messages), tools=list(tools) if tools else None,
             add_generation_prompt=add_generation_prompt, bos_token=self.bos_text, eos_token=self.eos_text,

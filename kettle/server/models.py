@@ -31,7 +31,7 @@ from kettle.options import LoadOptions, parse_options
 from kettle.server.wire import RequestError
 from kettle.store import Store, StoredModel, parse_name
 from kettle.store.bundled import resolve_model
-from kettle.templates import builtin_template
+from kettle.prompt import choose_template
 
 # How far in the future /api/ps puts a model kept forever (ollama: now + max duration).
 FOREVER_SHOWN = timedelta(days=292 * 365)
@@ -154,13 +154,8 @@ class Catalog:
 
 
 def template_of(metadata: Mapping[str, Any], spec: ModelSpec) -> str:
-    """The template text a loaded model would use, in ``kettle.prompt.PromptBuilder``'s order
-    (the Modelfile's, the GGUF's, the family's built-in, chatml), without building a tokenizer."""
-    source = spec.template or metadata.get("tokenizer.chat_template")
-    if isinstance(source, str) and source.strip():
-        return source
-    found = builtin_template(str(metadata.get("general.architecture", ""))) or builtin_template("chatml")
-    return found[0].source if found is not None else ""
+    """The template text a loaded model would use (``kettle.prompt.choose_template``)."""
+    return choose_template(metadata, spec)[0].source
 
 
 def format_parameters(params: Mapping[str, Any]) -> str:
