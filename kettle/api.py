@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kettle.engine.batch import BatchEngine, Chunk
+from kettle.engine.batch import BatchEngine, Chunk, Constraint
 from kettle.engine.runner import Runner
 from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, KettleError, TokenizerError
 from kettle.gguf import GGUFFile
@@ -106,22 +106,25 @@ class Model:
 
     # -- generation -------------------------------------------------------------
 
-    def generate(self, prompt: str, *, cancel: threading.Event | None = None, **options: Any) -> Stream:
-        """Continue ``prompt`` as given (no template). Options as ollama names them."""
+    def generate(self, prompt: str, *, cancel: threading.Event | None = None, format: Any = None,
+                 **options: Any) -> Stream:
+        """Continue ``prompt`` as given (no template). Options as ollama names them;
+        ``format`` is ``"json"`` or a JSON schema that the output must match."""
         params = self._params(options)
         ids = self.tokenize(prompt, add_special=True, parse_special=True)
-        return self._stream(ids, params, cancel)
+        return self._stream(ids, params, cancel, format)
 
-    def generate_ids(self, ids: Sequence[int], *, cancel: threading.Event | None = None, **options: Any) -> Stream:
+    def generate_ids(self, ids: Sequence[int], *, cancel: threading.Event | None = None, format: Any = None,
+                     **options: Any) -> Stream:
         """Like ``generate``, from token ids (ollama's ``context``, raw mode)."""
-        return self._stream(list(ids), self._params(options), cancel)
+        return self._stream(list(ids), self._params(options), cancel, format)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, cancel: threading.Event | None = None,
-             tools: Sequence[Mapping[str, Any]] | None = None, **options: Any) -> Stream:
+             tools: Sequence[Mapping[str, Any]] | None = None, format: Any = None, **options: Any) -> Stream:
         """Render ``messages`` with the model's chat template, then generate."""
         params = self._params(options, stops=self.prompts.stop_words)
         text = self.prompts.render_chat(messages, tools=tools)
-        return self._stream(self.prompts.tokenize_prompt(text), params, cancel)
+        return self._stream(self.prompts.tokenize_prompt(text), params, cancel, format)
 
     def _params(self, options: Mapping[str, Any], stops: Sequence[str] = ()) -> SamplingParams:
         base = dict(self.spec.params)
@@ -133,10 +136,16 @@ class Model:
                 raise InvalidParameter(name, options[name], "a load-time option: pass it to kettle.load()")
         return params
 
-    def _stream(self, ids: list[int], params: SamplingParams, cancel: threading.Event | None) -> Stream:
+    def _stream(self, ids: list[int], params: SamplingParams, cancel: threading.Event | None, fmt: Any) -> Stream:
+        constraint = None
+        if fmt is not None and fmt != "":
+            from kettle.sampling.constrained import compile_format
+
+            factory = compile_format(self.tokenizer, fmt)
+            constraint = factory() if factory is not None else None
         load_ns = self.load_duration if self._first_call else 0
         self._first_call = False
-        return Stream(self, ids, params, cancel or threading.Event(), load_ns)
+        return Stream(self, ids, params, cancel or threading.Event(), load_ns, constraint)
 
     # -- scoring and embeddings ----------------------------------------------------
 
@@ -203,8 +212,10 @@ class Stream:
     ``text()`` runs it to the end and returns the whole text.
     """
 
-    def __init__(self, model: Model, ids: list[int], params: SamplingParams, cancel: threading.Event, load_ns: int):
+    def __init__(self, model: Model, ids: list[int], params: SamplingParams, cancel: threading.Event, load_ns: int,
+                 constraint: Constraint | None = None):
         self.model = model
+        self.constraint = constraint
         self.ids = ids
         self.params = params
         self.cancel_event = cancel
@@ -213,7 +224,13 @@ class Stream:
         self._iter = self._run()
 
     def cancel(self) -> None:
+        """Stop generating (from any thread); the stream then ends with ``done_reason == "cancel"``."""
         self.cancel_event.set()
+
+    def close(self) -> None:
+        """Cancel and release the model now, without reading the rest."""
+        self.cancel_event.set()
+        self._iter.close()
 
     def __iter__(self) -> Iterator[Chunk]:
         return self
@@ -224,7 +241,7 @@ class Stream:
     def _run(self) -> Iterator[Chunk]:
         model = self.model
         with model._lock:
-            seq = model.engine.add(self.ids, self.params, self.cancel_event)
+            seq = model.engine.add(self.ids, self.params, self.cancel_event, self.constraint)
             try:
                 for chunk in model.engine.run(seq):
                     if chunk.done and chunk.stats is not None:
