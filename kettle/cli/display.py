@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from kettle.modelfile.builder import format_parameter
+
 # -- durations -----------------------------------------------------------------
 
 NS_PER = {"ns": 1, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}  # U+00B5, as Go writes it
@@ -189,14 +191,9 @@ PARAM_NAME_WIDTH = 30  # ollama: fmt.Sprintf("%-*s %#v", 30, key, value)
 
 def go_value(value: Any) -> str:
     """A parameter value as Go's ``%#v`` prints it: strings quoted, ``1`` for 1.0."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else text
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return format_parameter(value)
 
 
 # -- show ------------------------------------------------------------------------

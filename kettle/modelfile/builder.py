@@ -233,7 +233,10 @@ def format_parameter(value: object) -> str:
     """A typed parameter value as PARAMETER text that ``coerce_parameter`` reads back."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):  # as Go prints it: 1 for 1.0
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
 
 
 def to_modelfile(stored: StoredModel, name: str | None = None) -> str:
