@@ -36,7 +36,6 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_MAX_BODY", "33554432", "largest accepted HTTP request body, in bytes"),
         Setting("KETTLE_MAX_PROMPT", "1048576", "longest accepted prompt or message text, in characters"),
         Setting("KETTLE_MAX_CONNECTIONS", "512", "concurrent HTTP connections before the server answers 503"),
-        Setting("KETTLE_CACHE", "~/.cache/kettle", "compiled kernels and assembled bundled models"),
         Setting("KETTLE_DEBUG", "0", "1: log requests and scheduler decisions"),
     )
 }

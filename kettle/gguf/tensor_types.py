@@ -48,6 +48,8 @@ class GGMLType(enum.IntEnum):
     TQ1_0 = 34
     TQ2_0 = 35
     MXFP4 = 39
+    NVFP4 = 40
+    Q1_0 = 41
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ LAYOUTS: dict[GGMLType, BlockLayout] = {
     GGMLType.IQ1_M: BlockLayout(QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
     GGMLType.TQ1_0: BlockLayout(QK_K, 2 + 4 * 13),
     GGMLType.TQ2_0: BlockLayout(QK_K, 2 + 64),
-    GGMLType.MXFP4: BlockLayout(QK, 1 + 16),
+    GGMLType.MXFP4: BlockLayout(QK, 1 + QK // 2),  # e8m0 exponent, 4-bit values
+    GGMLType.NVFP4: BlockLayout(64, 4 + 64 // 2),  # 4 fp8 scales, 4-bit values
+    GGMLType.Q1_0: BlockLayout(128, 2 + 128 // 8),  # f16 d, 1-bit values
 }
 
 

@@ -13,11 +13,11 @@ import os
 # Before numba loads (see _jit): OpenMP workers must sleep, not spin, when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kettle.quant import kquants, legacy  # noqa: E402,F401  (register their formats)
-from kettle.quant.formats import FORMATS, QuantFormat, dequantize, quantize  # noqa: E402
-from kettle.quant.kernels import KernelSet, implementations, register, select  # noqa: E402
-from kettle.quant.matrix import QuantMatrix  # noqa: E402
-from kettle.quant.types import (  # noqa: E402
+from kettle.quant import kquants, legacy  # noqa: F401  (register their formats)
+from kettle.quant.formats import FORMATS, QuantFormat, dequantize, quantize
+from kettle.quant.kernels import KernelSet, implementations, register, select
+from kettle.quant.matrix import QuantMatrix
+from kettle.quant.types import (
     QK,
     QK_K,
     QUANT_INFO,
@@ -31,15 +31,15 @@ from kettle.quant.types import (  # noqa: E402
 
 __all__ = [
     "FORMATS",
-    "GGMLType",
-    "KernelSet",
     "QK",
     "QK_K",
     "QUANT_INFO",
+    "SUPPORTED_TYPES",
+    "GGMLType",
+    "KernelSet",
     "QuantFormat",
     "QuantInfo",
     "QuantMatrix",
-    "SUPPORTED_TYPES",
     "dequantize",
     "ggml_type",
     "implementations",

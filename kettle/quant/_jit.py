@@ -23,12 +23,12 @@ import sys
 # with other processes that collapses throughput 50-100x. Must precede numba.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from llvmlite import ir as llvm_ir  # noqa: E402
-from numba import types  # noqa: E402
-from numba.core import cgutils  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
+import numba
+import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 U = numba.uint64  # index type of every kernel (see module docstring)
 

@@ -37,7 +37,7 @@ class QuantFormat:
     def __init_subclass__(cls, ggml_type: GGMLType, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         info = QUANT_INFO[ggml_type]
-        cls.ggml_type, cls.block_size, cls.type_size = ggml_type, info.block_size, info.type_size
+        cls.ggml_type, cls.block_size, cls.type_size = (ggml_type, info.block_size, info.type_size)
         if ggml_type in FORMATS:
             raise TypeError(f"two formats registered for {ggml_type.name}")
         FORMATS[ggml_type] = cls
@@ -168,9 +168,7 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...] | int) ->
         raise WeightError(f"{fmt.ggml_type.name} data must be uint8 bytes, got {data.dtype}")
     expected = math.prod(dims[:-1]) * row_nbytes(fmt.ggml_type, dims[-1])
     if data.size != expected:
-        raise WeightError(
-            f"{fmt.ggml_type.name} tensor of shape {dims} needs {expected} bytes, got {data.size}"
-        )
+        raise WeightError(f"{fmt.ggml_type.name} tensor of shape {dims} needs {expected} bytes, got {data.size}")
     blocks = np.ascontiguousarray(data).reshape(-1, fmt.type_size)
     return fmt.dequantize_blocks(blocks).reshape(dims)
 

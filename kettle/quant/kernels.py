@@ -4,15 +4,17 @@ Matmul: ``out (n, d) = x (n, k) @ W.T`` with ``W`` (d, k) kept quantized.
 The d weight rows are cut into tiles of ``ROWS`` rows, spread over threads with
 ``prange``; a tile is computed entirely by one thread. For each ``CHUNK``
 columns the thread decodes the tile's blocks once into a stack scratch of
-``ROWS x CHUNK`` floats and uses them for all n tokens: for each token it
-accumulates ``ROWS`` dot products over the chunk, sharing each activation
-load, and adds them to ``out``.
+``ROWS x CHUNK`` floats and uses them for all n tokens: for each pair of
+tokens it accumulates 2 x ``ROWS`` dot products over the chunk (each weight
+load feeds two tokens, each activation load ``ROWS`` rows) and adds them to
+``out``.
 
 Batch invariance: the value of ``out[t, r]`` depends only on ``x[t]`` and
 ``W[r]``. Its operations (decode, the chunk dot product, the order of the
 chunk sums) are fixed by k, d and r; n, the other tokens and the thread count
-only decide how often and where that same code runs. So a token's logits are
-bit-for-bit the same alone or in a batch of any size.
+only decide how often and where that same code runs (a token is always in a
+pair, with itself when odd; both slots of a pair compute alike). So a token's
+logits are bit-for-bit the same alone or in a batch of any size.
 
 Several implementations of one type may be registered (the portable numba
 one always; others may need CPU features, such as a SIMD one); ``select``
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,8 @@ from kettle.quant._jit import exact_jit, inline_jit, matmul_jit, stack_empty
 from kettle.quant.types import QUANT_INFO, GGMLType, supported_type
 from kettle.quant.unpack import CHUNK, ROWS, UNPACKERS, unpack_blocks
 
-SCRATCH = ROWS * CHUNK  # floats of per-thread decoded scratch (8 KiB)
+SCRATCH = ROWS * CHUNK  # floats of per-thread decoded scratch (16 KiB)
+ACC = 2 * ROWS  # chunk sums of a token pair
 
 
 def _source_salt() -> str:
@@ -57,27 +60,52 @@ SOURCE_SALT = _source_salt()
 
 
 @inline_jit
-def _dot_tile(w, x, out, r0, nr, c0, length, acc):
-    """out[t, r0+r] += w[r*CHUNK : r*CHUNK+length] . x[t, c0 : c0+length] for every token t, r < nr.
+def _dot_pair(w, x, out, r0, nr, c0, length, acc, ta, tb):
+    """out[t, r0+r] += w[r*CHUNK : r*CHUNK+length] . x[t, c0 : c0+length] for t in (ta, tb), r < nr.
 
-    The ROWS dot products share each load of x; ``acc`` is (ROWS,) float32 scratch.
+    Each load of w feeds both tokens and each load of x all ROWS rows. When
+    ``tb == ta`` (an odd token out) it is computed twice and added once, so
+    every token runs through this same code: its sums never depend on the
+    other slot. ``acc`` is (2 * ROWS,) float32 scratch.
     """
-    for t in range(x.shape[0]):
-        xt = x[t, c0 : c0 + length]
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0)
-        for j in range(length):
-            xv = xt[j]
-            s0 += w[j] * xv
-            s1 += w[CHUNK + j] * xv
-            s2 += w[2 * CHUNK + j] * xv
-            s3 += w[3 * CHUNK + j] * xv
-            s4 += w[4 * CHUNK + j] * xv
-            s5 += w[5 * CHUNK + j] * xv
-            s6 += w[6 * CHUNK + j] * xv
-            s7 += w[7 * CHUNK + j] * xv
-        acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7] = s0, s1, s2, s3, s4, s5, s6, s7
+    xa = x[ta, c0 : c0 + length]
+    xb = x[tb, c0 : c0 + length]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
+    for j in range(length):
+        u = xa[j]
+        v = xb[j]
+        w0 = w[j]
+        w1 = w[CHUNK + j]
+        w2 = w[2 * CHUNK + j]
+        w3 = w[3 * CHUNK + j]
+        w4 = w[4 * CHUNK + j]
+        w5 = w[5 * CHUNK + j]
+        w6 = w[6 * CHUNK + j]
+        w7 = w[7 * CHUNK + j]
+        a0 += w0 * u
+        a1 += w1 * u
+        a2 += w2 * u
+        a3 += w3 * u
+        a4 += w4 * u
+        a5 += w5 * u
+        a6 += w6 * u
+        a7 += w7 * u
+        b0 += w0 * v
+        b1 += w1 * v
+        b2 += w2 * v
+        b3 += w3 * v
+        b4 += w4 * v
+        b5 += w5 * v
+        b6 += w6 * v
+        b7 += w7 * v
+    acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7] = (a0, a1, a2, a3, a4, a5, a6, a7)
+    acc[8], acc[9], acc[10], acc[11], acc[12], acc[13], acc[14], acc[15] = (b0, b1, b2, b3, b4, b5, b6, b7)
+    for r in range(nr):
+        out[ta, r0 + r] += acc[r]
+    if tb != ta:
         for r in range(nr):
-            out[t, r0 + r] += acc[r]
+            out[tb, r0 + r] += acc[ROWS + r]
 
 
 def make_matmul(ggml_type: GGMLType) -> Callable:
@@ -94,23 +122,24 @@ def make_matmul(ggml_type: GGMLType) -> Callable:
     @matmul_jit
     def matmul(raw, x, out, lut, unit):
         _ = salt  # part of numba's cache key: see SOURCE_SALT
-        d = raw.shape[0]
+        d, n = raw.shape[0], x.shape[0]
         n_blocks = x.shape[1] // block_size
         for tile in prange((d + ROWS - 1) // ROWS):
             w = stack_empty(SCRATCH, np.float32)  # (ROWS * CHUNK,) the tile's decoded chunk
             rows = stack_empty(ROWS, np.int64)  # the tile's rows; a short last tile repeats its last row
-            acc = stack_empty(ROWS, np.float32)
+            acc = stack_empty(ACC, np.float32)
             r0 = tile * ROWS
             nr = min(ROWS, d - r0)
             for r in range(ROWS):
                 rows[r] = r0 + min(r, nr - 1)
-            for t in range(x.shape[0]):
+            for t in range(n):
                 for r in range(nr):
                     out[t, r0 + r] = 0
             for b0 in range(0, n_blocks, chunk_blocks):
                 nbc = min(chunk_blocks, n_blocks - b0)
                 unpack_blocks(type_id, raw, rows, b0, nbc, lut, w, unit)
-                _dot_tile(w, x, out, r0, nr, b0 * block_size, nbc * block_size, acc)
+                for t in range(0, n, 2):  # tokens in pairs; an odd last one pairs with itself
+                    _dot_pair(w, x, out, r0, nr, b0 * block_size, nbc * block_size, acc, t, min(t + 1, n - 1))
 
     return matmul
 
@@ -178,7 +207,7 @@ def implementations(ggml_type: int) -> list[KernelSet]:
     return list(_REGISTRY.get(supported_type(ggml_type), []))
 
 
-@lru_cache(maxsize=None)
+@cache
 def select(ggml_type: GGMLType, name: str | None = None) -> KernelSet:
     """The best implementation of ``ggml_type`` this CPU can run (or the one called ``name``).
 

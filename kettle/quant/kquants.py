@@ -94,7 +94,9 @@ def _q3_pack_scales(stored: np.ndarray) -> np.ndarray:
     """Inverse of ``_q3_scales`` on the stored values (scale + 32, 0..63): (n, 16) -> (n, 12)."""
     s = stored.astype(np.uint8)
     low = (s[:, :8] & 0x0F) | ((s[:, 8:] & 0x0F) << 4)
-    high = np.bitwise_or.reduce((s >> 4).reshape(-1, 4, 4) << (np.arange(4, dtype=np.uint8) * 2).reshape(1, 4, 1), axis=1)
+    high = np.bitwise_or.reduce(
+        (s >> 4).reshape(-1, 4, 4) << (np.arange(4, dtype=np.uint8) * 2).reshape(1, 4, 1), axis=1
+    )
     return np.concatenate([low, high], axis=1)
 
 
@@ -116,7 +118,7 @@ def _affine_quantize(values: np.ndarray, group: int, levels: int, scale_levels: 
     sc = np.clip(round_half_away(step * reciprocal(d)), 0, scale_levels)
     m = np.clip(round_half_away(-lo * reciprocal(dmin)), 0, scale_levels)
     codes = _scaled_codes(g, (d * sc)[..., None], (dmin * m)[..., None], 0, levels - 1)
-    return d, dmin, sc.astype(np.uint8), m.astype(np.uint8), codes.reshape(values.shape).astype(np.uint8)
+    return (d, dmin, sc.astype(np.uint8), m.astype(np.uint8), codes.reshape(values.shape).astype(np.uint8))
 
 
 def _symmetric_quantize(values: np.ndarray, group: int, code_max: int, scale_max: int):

@@ -82,7 +82,9 @@ class QuantMatrix:
         if vector:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.cols:
-            raise WeightError(f"matmul input of shape {x.shape} does not fit a {self.shape} matrix (needs (n, {self.cols}))")
+            raise WeightError(
+                f"matmul input of shape {x.shape} does not fit a {self.shape} matrix (needs (n, {self.cols}))"
+            )
         x = _read_only(np.ascontiguousarray(x, dtype=np.float32))
         n = x.shape[0]
         if out is None:

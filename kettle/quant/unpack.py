@@ -31,13 +31,24 @@ from numba import types
 from numba import uint32 as U32
 from numba.extending import overload
 
-from kettle.quant._jit import U, bits_to_f32, byte_at, f16_at, helper_jit, inline_jit, load_u16, load_u32, shr32, stack_empty
+from kettle.quant._jit import (
+    U,
+    bits_to_f32,
+    byte_at,
+    f16_at,
+    helper_jit,
+    inline_jit,
+    load_u16,
+    load_u32,
+    shr32,
+    stack_empty,
+)
 from kettle.quant.types import QUANT_INFO, GGMLType
 
 F32 = np.float32
 ROWS = 8  # rows decoded together (a matmul tile)
-CHUNK = 256  # elements per row decoded at a time at most: one K super-block, 8 simple blocks
-ROWS_X8, ROWS_X16 = ROWS * 8, ROWS * 16  # sizes of per-group scale scratch (literals for stack_empty)
+CHUNK = 512  # elements per row decoded at a time at most: 2 K super-blocks, 16 simple blocks
+ROWS_X8, ROWS_X16 = (ROWS * 8, ROWS * 16)  # sizes of per-group scale scratch (literals for stack_empty)
 
 _TS = {t: info.type_size for t, info in QUANT_INFO.items()}
 TS_Q4_0, TS_Q4_1, TS_Q5_0, TS_Q5_1, TS_Q8_0 = (_TS[GGMLType[n]] for n in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"))
@@ -114,9 +125,11 @@ def unpack_q4_1(raw, rows, blk0, nblk, lut, w, unit):
 
 
 @helper_jit
-def _q5_code(q, high, j):
-    """5-bit code of element j (0..31): nibble ``q`` plus bit j of ``high``."""
-    return I32(q | ((shr32(high, j) & 1) << 4))
+def _q5_codes(q, high, j):
+    """5-bit codes of elements j and j + 16 (j < 16): the nibbles of byte ``q``
+    plus bits j and j + 16 of ``high``, from one shift."""
+    h = shr32(high, j)
+    return I32((q & 15) | ((h & 1) << 4)), I32((q >> 4) | ((h >> 12) & 16))
 
 
 @inline_jit
@@ -130,9 +143,9 @@ def unpack_q5_0(raw, rows, blk0, nblk, lut, w, unit):
             high[r] = I32(load_u32(raw, U(rows[r]), o + U(2)))
         for j in range(16 * unit):
             for r in range(ROWS):
-                q = byte_at(raw, U(rows[r]), o + U(6 + j))
-                w[_at(r, 32 * b + j)] = d[r] * F32(I32(_q5_code(q & 15, high[r], j) - 16))
-                w[_at(r, 32 * b + 16 + j)] = d[r] * F32(I32(_q5_code(q >> 4, high[r], j + 16) - 16))
+                lo, hi = _q5_codes(byte_at(raw, U(rows[r]), o + U(6 + j)), high[r], j)
+                w[_at(r, 32 * b + j)] = d[r] * F32(I32(lo - 16))
+                w[_at(r, 32 * b + 16 + j)] = d[r] * F32(I32(hi - 16))
 
 
 @inline_jit
@@ -147,9 +160,9 @@ def unpack_q5_1(raw, rows, blk0, nblk, lut, w, unit):
             high[r] = I32(load_u32(raw, U(rows[r]), o + U(4)))
         for j in range(16 * unit):
             for r in range(ROWS):
-                q = byte_at(raw, U(rows[r]), o + U(8 + j))
-                w[_at(r, 32 * b + j)] = d[r] * F32(_q5_code(q & 15, high[r], j)) + m[r]
-                w[_at(r, 32 * b + 16 + j)] = d[r] * F32(_q5_code(q >> 4, high[r], j + 16)) + m[r]
+                lo, hi = _q5_codes(byte_at(raw, U(rows[r]), o + U(8 + j)), high[r], j)
+                w[_at(r, 32 * b + j)] = d[r] * F32(lo) + m[r]
+                w[_at(r, 32 * b + 16 + j)] = d[r] * F32(hi) + m[r]
 
 
 @inline_jit

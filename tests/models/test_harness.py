@@ -17,13 +17,16 @@ from kettle.models import load_model
 from tests.gguf_factory import tiny_model
 from tests.models.reference import reference_logits
 
-CASES = [("llama", "Q8_0"), ("llama", "Q4_1"), ("qwen2", "Q4_0"), ("gemma3", "Q8_0"), ("gemma3", "Q4_K")]
+CASES = [("llama", "Q8_0"), ("llama", "Q4_1"), ("qwen2", "Q4_0"), ("gemma3", "Q8_0"), ("gemma3", "Q4_K"), ("llama", "Q6_K")]
+# K-quant rows are whole 256-element super-blocks: those models get wider dims.
+K_QUANT_DIMS = {"n_embd": 256, "n_ff": 256, "n_head": 4, "n_kv_head": 2, "head_dim": 64}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}")
 def model(request, tmp_path_factory):
     arch, qtype = request.param
-    path = tiny_model(tmp_path_factory.mktemp(arch) / "m.gguf", arch=arch, qtype=qtype)
+    dims = K_QUANT_DIMS if qtype.endswith("_K") else {}
+    path = tiny_model(tmp_path_factory.mktemp(arch) / "m.gguf", arch=arch, qtype=qtype, **dims)
     f = GGUFFile(path)
     yield load_model(f)
 

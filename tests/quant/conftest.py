@@ -8,9 +8,16 @@ from kettle.quant import QUANT_INFO, GGMLType, row_nbytes
 
 # Byte offsets of the IEEE-half scales in each block (random bytes there could be NaN/inf).
 HALF_FIELDS = {
-    GGMLType.Q4_0: (0,), GGMLType.Q4_1: (0, 2), GGMLType.Q5_0: (0,), GGMLType.Q5_1: (0, 2),
-    GGMLType.Q8_0: (0,), GGMLType.Q2_K: (80, 82), GGMLType.Q3_K: (108,), GGMLType.Q4_K: (0, 2),
-    GGMLType.Q5_K: (0, 2), GGMLType.Q6_K: (208,),
+    GGMLType.Q4_0: (0,),
+    GGMLType.Q4_1: (0, 2),
+    GGMLType.Q5_0: (0,),
+    GGMLType.Q5_1: (0, 2),
+    GGMLType.Q8_0: (0,),
+    GGMLType.Q2_K: (80, 82),
+    GGMLType.Q3_K: (108,),
+    GGMLType.Q4_K: (0, 2),
+    GGMLType.Q5_K: (0, 2),
+    GGMLType.Q6_K: (208,),
 }
 
 
@@ -28,6 +35,6 @@ def random_blocks(ggml_type: GGMLType, rows: int, cols: int, rng: np.random.Gene
     blocks = raw.reshape(-1, QUANT_INFO[ggml_type].type_size)
     for at in HALF_FIELDS[ggml_type]:
         scales = rng.uniform(-2.0, 2.0, blocks.shape[0]) * 10.0 ** rng.integers(-6, 1, blocks.shape[0])
-        scales[:: 7] = 0.0
+        scales[::7] = 0.0
         blocks[:, at : at + 2] = scales.astype(np.float16).view(np.uint8).reshape(-1, 2)
     return raw

@@ -71,7 +71,9 @@ def test_batch_invariance(ggml_type):
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
-@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    "ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name
+)
 def test_thread_count_does_not_change_results(ggml_type):
     m, _ = make(ggml_type, 64, seed=5)
     x = np.random.default_rng(6).standard_normal((9, m.cols)).astype(np.float32)
@@ -103,7 +105,7 @@ def test_memmapped_unaligned_read_only_input(tmp_path):
 
 
 def test_out_argument_and_odd_inputs():
-    m, ref = make(GGMLType.Q8_0, 9, seed=9)
+    m, _ = make(GGMLType.Q8_0, 9, seed=9)
     x = np.random.default_rng(10).standard_normal((4, m.cols))  # float64, converted
     out = np.full((4, 9), np.nan, np.float32)
     assert m.matmul(x, out=out) is out
@@ -120,8 +122,9 @@ def test_rejects_bad_input_with_typed_errors():
         m.matmul(np.zeros((2, m.cols), np.float32), out=np.zeros((2, 7), np.float32))
     x = np.zeros((8, m.cols), np.float32)
     with pytest.raises(WeightError, match="overlap"):
-        QuantMatrix(np.zeros((m.cols, row_nbytes(GGMLType.F32, m.cols)), np.uint8), GGMLType.F32,
-                    (m.cols, m.cols)).matmul(x[:, :m.cols], out=x[:, :m.cols])
+        QuantMatrix(
+            np.zeros((m.cols, row_nbytes(GGMLType.F32, m.cols)), np.uint8), GGMLType.F32, (m.cols, m.cols)
+        ).matmul(x[:, : m.cols], out=x[:, : m.cols])
     with pytest.raises(TokenizerError, match="out of range"):
         m.get_rows(np.array([0, 8]))
     with pytest.raises(TokenizerError):

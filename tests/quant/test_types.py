@@ -8,7 +8,21 @@ import pytest
 from kettle.errors import UnsupportedModel
 from kettle.quant import QUANT_INFO, SUPPORTED_TYPES, GGMLType, ggml_type, row_nbytes, supported_type
 
-EXPECTED_SUPPORTED = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
+EXPECTED_SUPPORTED = {
+    "F32",
+    "F16",
+    "BF16",
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+}
 
 
 def test_every_gguf_type_id_is_known_with_the_same_geometry():
@@ -27,8 +41,17 @@ def test_supported_set():
 
 @pytest.mark.parametrize(
     ("name", "cols", "nbytes"),
-    [("F32", 3, 12), ("BF16", 5, 10), ("Q4_0", 64, 36), ("Q4_1", 576, 360), ("Q8_0", 576, 612),
-     ("Q4_K", 1024, 576), ("Q6_K", 256, 210), ("IQ2_XXS", 256, 66), ("Q8_0", 0, 0)],
+    [
+        ("F32", 3, 12),
+        ("BF16", 5, 10),
+        ("Q4_0", 64, 36),
+        ("Q4_1", 576, 360),
+        ("Q8_0", 576, 612),
+        ("Q4_K", 1024, 576),
+        ("Q6_K", 256, 210),
+        ("IQ2_XXS", 256, 66),
+        ("Q8_0", 0, 0),
+    ],
 )
 def test_row_nbytes(name, cols, nbytes):
     assert row_nbytes(GGMLType[name], cols) == nbytes

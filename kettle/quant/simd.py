@@ -1,0 +1,147 @@
+"""AVX2 matmul kernels: int8 dot products on the packed blocks, as llama.cpp does.
+
+``matmul(raw, x, out, lut, unit)`` (the ``KernelSet.matmul`` contract) first
+quantizes each activation row ``x[t]`` to int8 blocks of 32 elements (Q8_0
+style: ``q = round(x / d)`` with ``d = max|x| / 127``; kept with ``d`` and
+``d * sum(q)``), then computes every ``out[t, r]`` as one ``simd_ir`` row dot
+product of weight row ``r`` with that quantized row.
+
+Numerics: the weights are exact; the activations carry int8 rounding (a
+relative error of about 0.4% per element, as in llama.cpp), so results differ
+slightly from the float32 ``portable`` kernels.
+
+Batch invariance: ``out[t, r]`` is one call of the same row dot product on
+``x[t]``'s quantized blocks and ``W[r]``, whatever n, the other rows or the
+thread count. Calls with little work (a decode step on a small matrix) run on
+the calling thread, larger ones over ``prange`` tiles; both compile the same
+per-element code (the dot product is fixed IR, the quantizer is compiled
+without ``fastmath``), so the choice does not change a bit.
+
+Registered for the types ``simd_ir`` implements, requiring AVX2 and FMA;
+``kernels.select`` never picks them elsewhere, and nothing here compiles
+before a first call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import int8 as I8
+from numba import int32 as I32
+from numba import prange
+from numba.extending import overload
+
+from kettle.quant._jit import U
+from kettle.quant.kernels import KernelSet, implementations, register
+from kettle.quant.simd_ir import ROW_DOTS
+from kettle.quant.types import QK, GGMLType
+
+NAME = "avx2"
+REQUIRES = frozenset({"avx2", "fma"})
+PRIORITY = 1  # above the portable kernels
+ROWS = 8  # weight rows per parallel tile
+CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's sign trick)
+SERIAL_WORK = 1 << 15  # weight blocks x tokens below which a call stays on the calling thread
+
+
+def _source_salt() -> str:
+    """Digest of the sources compiled into these kernels (numba's cache watches only this file)."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("_jit.py", "types.py", "simd_ir.py", "simd.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+SOURCE_SALT = _source_salt()
+
+
+def row_dot(type_id, raw, row, xq, xd, xs, t, lut):
+    """``simd_ir``'s row dot product of type ``type_id`` (a compile-time constant)."""
+    raise NotImplementedError("row_dot runs inside numba kernels only")
+
+
+@overload(row_dot, inline="always")
+def _row_dot_typing(type_id, raw, row, xq, xd, xs, t, lut):
+    if not isinstance(type_id, numba.types.IntegerLiteral):
+        return None
+    dot = ROW_DOTS[GGMLType(type_id.literal_value)]
+
+    def impl(type_id, raw, row, xq, xd, xs, t, lut):
+        return dot(raw, row, xq, xd, xs, t, lut)
+
+    return impl
+
+
+def quantize_row(x, t, xq, xd, xs):
+    """Quantize ``x[t]`` (k,) float32 into ``xq[t]`` (k,) int8, ``xd[t]`` / ``xs[t]`` (k // 32,) float32.
+
+    Per block of 32: ``d = max|x| / 127``, ``q = round(x / d)`` clamped to
+    -127..127 (0 when d is 0), ``xd = d``, ``xs = d * sum(q)``. NaN or infinite
+    inputs give garbage codes for that row only.
+    """
+    for b in range(x.shape[1] // QK):
+        at = U(b * QK)
+        amax = np.float32(0)
+        for j in range(QK):
+            amax = max(amax, abs(x[t, at + U(j)]))
+        d = amax / np.float32(CODE_MAX)
+        inv = np.float32(CODE_MAX) / amax if amax > 0 else np.float32(0)
+        total = I32(0)
+        for j in range(QK):
+            q = I32(min(max(round(x[t, at + U(j)] * inv), -CODE_MAX), CODE_MAX))
+            xq[t, at + U(j)] = I8(q)
+            total += q
+        xd[t, b] = d
+        xs[t, b] = d * np.float32(total)
+
+
+def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
+    """``kernel(raw, x, xq, xd, xs, out, lut)``: quantize x, then out = x @ W.T (see module doc)."""
+    type_id, salt, mode = int(ggml_type), SOURCE_SALT, parallel  # closure values key numba's cache
+    quantize = numba.njit(inline="always")(quantize_row)
+
+    @numba.njit(parallel=parallel, cache=True, nogil=True)
+    def kernel(raw, x, xq, xd, xs, out, lut):
+        _ = (salt, mode)
+        d, n = raw.shape[0], x.shape[0]
+        for t in prange(n):
+            quantize(x, t, xq, xd, xs)
+        for tile in prange((d + ROWS - 1) // ROWS):
+            r0 = tile * ROWS
+            r1 = min(r0 + ROWS, d)
+            for t in range(n):
+                for r in range(r0, r1):
+                    out[t, r] = row_dot(type_id, raw, U(r), xq, xd, xs, U(t), lut)
+
+    return kernel
+
+
+def make_matmul(ggml_type: GGMLType) -> Callable:
+    """The ``KernelSet.matmul`` of ``ggml_type``: ``matmul(raw, x, out, lut, unit)``, out = x @ W.T."""
+    serial, parallel = _make_kernel(ggml_type, False), _make_kernel(ggml_type, True)
+
+    def matmul(raw: np.ndarray, x: np.ndarray, out: np.ndarray, lut: np.ndarray, unit: int) -> None:
+        n, k = x.shape
+        xq = np.empty((n, k), np.int8)  # activation codes
+        xd = np.empty((n, k // QK), np.float32)  # block scales
+        xs = np.empty((n, k // QK), np.float32)  # block scale * code sum
+        work = raw.shape[0] * (k // QK) * n
+        kernel = serial if work < SERIAL_WORK else parallel
+        kernel(raw, x, xq, xd, xs, out, lut)
+
+    return matmul
+
+
+def register_simd() -> None:
+    """Register the AVX2 kernels (chosen by ``kernels.select`` only on a CPU that has AVX2 and FMA)."""
+    for ggml_type in ROW_DOTS:
+        rows = next(k.rows for k in implementations(ggml_type) if k.name == "portable")
+        register(KernelSet(NAME, ggml_type, make_matmul(ggml_type), rows, REQUIRES, PRIORITY))
+
+
+register_simd()
