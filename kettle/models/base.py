@@ -50,6 +50,24 @@ def meta_value(gguf: GGUFFile, key: str, kind: type, default: Any = None) -> Any
     return value
 
 
+def decoder_dims(gguf: GGUFFile, arch: str) -> dict[str, int]:
+    """The sizes every decoder declares under ``{arch}.*``, named as
+    ``TransformerConfig`` names them (and as weight shapes refer to them)."""
+    key = lambda name: f"{arch}.{name}"  # noqa: E731
+    n_embd = meta_value(gguf, key("embedding_length"), int)
+    n_head = meta_value(gguf, key("attention.head_count"), int)
+    embd = gguf.tensors.get("token_embd.weight")
+    return {
+        "n_vocab": embd.shape[0] if embd is not None else 0,  # a missing embedding is reported by the binder
+        "n_embd": n_embd,
+        "n_layer": meta_value(gguf, key("block_count"), int),
+        "n_head": n_head,
+        "n_kv_head": meta_value(gguf, key("attention.head_count_kv"), int, n_head),
+        "head_dim": meta_value(gguf, key("attention.key_length"), int, n_embd // n_head),
+        "n_ff": meta_value(gguf, key("feed_forward_length"), int),
+    }
+
+
 def _eval_shape(shape: tuple[str, ...], hp: dict[str, int]) -> tuple[int, ...]:
     dims = []
     for expr in shape:

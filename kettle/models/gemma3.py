@@ -11,7 +11,7 @@ Gemma's ``1 + weight`` into the norm weights.)
 from __future__ import annotations
 
 from kettle.gguf import GGUFFile
-from kettle.models.base import W, bind_weights, meta_value
+from kettle.models.base import W, bind_weights, decoder_dims, meta_value
 from kettle.models.transformer import CORE_WEIGHTS, Activation, LayerConfig, Transformer, TransformerConfig
 from kettle.ops import RopeStyle
 
@@ -29,45 +29,28 @@ WEIGHTS = [
 
 def load(gguf: GGUFFile) -> Transformer:
     key = lambda name: f"gemma3.{name}"  # noqa: E731
-    n_embd = meta_value(gguf, key("embedding_length"), int)
-    n_head = meta_value(gguf, key("attention.head_count"), int)
-    head_dim = meta_value(gguf, key("attention.key_length"), int, n_embd // n_head)
-    n_layer = meta_value(gguf, key("block_count"), int)
+    dims = decoder_dims(gguf, "gemma3")
     window = meta_value(gguf, key("attention.sliding_window"), int, 512)
     global_base = meta_value(gguf, key("rope.freq_base"), float, 1_000_000.0)
-    hp = {
-        "n_vocab": gguf.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in gguf.tensors else 0,
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "n_kv_head": meta_value(gguf, key("attention.head_count_kv"), int, n_head),
-        "head_dim": head_dim,
-        "n_ff": meta_value(gguf, key("feed_forward_length"), int),
-    }
     layers = tuple(
         LayerConfig(window=0, rope_base=global_base)
         if (i + 1) % GLOBAL_EVERY == 0
         else LayerConfig(window=window, rope_base=LOCAL_ROPE_BASE)
-        for i in range(n_layer)
+        for i in range(dims["n_layer"])
     )
     config = TransformerConfig(
         arch="gemma3",
-        n_vocab=hp["n_vocab"],
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=n_head,
-        n_kv_head=hp["n_kv_head"],
-        head_dim=head_dim,
-        n_ff=hp["n_ff"],
-        n_rot=head_dim,
+        **dims,
+        n_rot=dims["head_dim"],
         eps=meta_value(gguf, key("attention.layer_norm_rms_epsilon"), float, 1e-6),
         rope_style=RopeStyle.NEOX,
         layers=layers,
         activation=Activation.GELU_TANH,
-        attn_scale=head_dim**-0.5,
-        embd_scale=float(n_embd) ** 0.5,
+        attn_scale=dims["head_dim"] ** -0.5,
+        embd_scale=float(dims["n_embd"]) ** 0.5,
         qk_norm=True,
         post_norms=True,
         context_length=meta_value(gguf, key("context_length"), int, 32768),
     )
-    weights = bind_weights(gguf, WEIGHTS, n_layer, hp)
+    weights = bind_weights(gguf, WEIGHTS, config.n_layer, dims)
     return Transformer(config, weights)

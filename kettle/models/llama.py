@@ -8,7 +8,7 @@ feed-forward; the output matrix may be tied to the token embeddings.
 from __future__ import annotations
 
 from kettle.gguf import GGUFFile
-from kettle.models.base import W, bind_weights, meta_value
+from kettle.models.base import W, bind_weights, decoder_dims, meta_value
 from kettle.models.transformer import (
     CORE_WEIGHTS,
     Activation,
@@ -34,37 +34,19 @@ _ROPE_STYLE = {"llama": RopeStyle.NORM, "qwen2": RopeStyle.NEOX}
 def load(gguf: GGUFFile) -> Transformer:
     arch = gguf.architecture
     key = lambda name: f"{arch}.{name}"  # noqa: E731
-    n_embd = meta_value(gguf, key("embedding_length"), int)
-    n_head = meta_value(gguf, key("attention.head_count"), int)
-    head_dim = meta_value(gguf, key("attention.key_length"), int, n_embd // n_head)
-    n_rot = meta_value(gguf, key("rope.dimension_count"), int, head_dim)
-    hp = {
-        "n_vocab": gguf.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in gguf.tensors else 0,
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "n_kv_head": meta_value(gguf, key("attention.head_count_kv"), int, n_head),
-        "head_dim": head_dim,
-        "n_ff": meta_value(gguf, key("feed_forward_length"), int),
-        "n_layer": meta_value(gguf, key("block_count"), int),
-        "n_rot_half": n_rot // 2,
-    }
+    dims = decoder_dims(gguf, arch)
+    n_rot = meta_value(gguf, key("rope.dimension_count"), int, dims["head_dim"])
     rope_base = meta_value(gguf, key("rope.freq_base"), float, 10000.0)
     config = TransformerConfig(
         arch=arch,
-        n_vocab=hp["n_vocab"],
-        n_embd=n_embd,
-        n_layer=hp["n_layer"],
-        n_head=n_head,
-        n_kv_head=hp["n_kv_head"],
-        head_dim=head_dim,
-        n_ff=hp["n_ff"],
+        **dims,
         n_rot=n_rot,
         eps=meta_value(gguf, key("attention.layer_norm_rms_epsilon"), float, 1e-5),
         rope_style=_ROPE_STYLE[arch],
-        layers=tuple(LayerConfig(window=0, rope_base=rope_base) for _ in range(hp["n_layer"])),
+        layers=tuple(LayerConfig(window=0, rope_base=rope_base) for _ in range(dims["n_layer"])),
         activation=Activation.SILU,
-        attn_scale=default_attn_scale(head_dim),
+        attn_scale=default_attn_scale(dims["head_dim"]),
         context_length=meta_value(gguf, key("context_length"), int, 2048),
     )
-    weights = bind_weights(gguf, WEIGHTS, config.n_layer, hp)
+    weights = bind_weights(gguf, WEIGHTS, config.n_layer, {**dims, "n_rot_half": n_rot // 2})
     return Transformer(config, weights)
