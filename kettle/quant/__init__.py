@@ -13,7 +13,7 @@ import os
 # Before numba loads (see _jit): OpenMP workers must sleep, not spin, when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kettle.quant import kquants, legacy  # noqa: F401  (register their formats)
+from kettle.quant import kquants, legacy, simd  # noqa: F401  (register formats; AVX2 kernels, used where the CPU has them)
 from kettle.quant.formats import FORMATS, QuantFormat, dequantize, quantize
 from kettle.quant.kernels import KernelSet, implementations, register, select
 from kettle.quant.matrix import QuantMatrix

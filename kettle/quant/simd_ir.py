@@ -1,53 +1,69 @@
 """AVX2 LLVM IR for the int8 dot products of the SIMD kernels (see ``simd``).
 
-Each ``row_dot_<type>`` is a numba intrinsic computing one dot product of a
-weight row (still quantized) with one activation row quantized to int8
-blocks of 32 (``xq`` codes, ``xd`` scales, ``xs`` = scale * sum of codes):
+``TILE_DOTS[type, tokens]`` is a numba intrinsic computing a tile of dot
+products of weight rows (still quantized) with activation rows quantized to
+int8 blocks of 32 (``xq`` codes, ``xd`` scales, ``xs`` = scale * code sum):
 
-    row_dot_q4_1(raw, row, xq, xd, xs, t, lut) -> float32
-    # raw (d, row_nbytes) uint8; row, t: uint64; xq (n, k) int8;
-    # xd, xs (n, k // 32) float32; lut: the half table
-    # ~= W[row] . x[t]
+    tile_dot(raw, r0, xq, xd, xs, t0, lut, out) -> None
+    # raw (d, row_nbytes) uint8; r0, t0: uint64; xq (n, k) int8;
+    # xd, xs (n, k // 32) float32; lut: the half table; out (n, d) float32
+    # out[t, r] ~= W[r] . x[t] for TILE_ROWS rows from r0 and ``tokens`` tokens from t0
 
-The block loop is emitted here, in IR, as llama.cpp's ``ggml_vec_dot_*_q8``
-does it: per 32 elements, ``vpmaddubsw`` (unsigned weight codes x signed
-activation codes, pairs summed to int16), ``vpmaddwd`` (pairs to int32),
-``vcvtdq2ps`` and one fused multiply-add into eight float lanes by the
-product of the two block scales. Signed weight codes go through
-``vpsignb`` (|w| and x with w's sign) first. Per-block offsets (Q4_1's
-``m``, K-quants' mins) add ``m * xs`` to a scalar sum. The eight lanes and
-the scalar are summed in a fixed order at the end.
+The block loop is emitted here, in IR, the way llama.cpp's
+``ggml_vec_dot_*_q8`` computes it: per 32 elements, ``vpmaddubsw``
+(unsigned weight codes x signed activation codes, pairs summed to int16),
+``vpmaddwd`` (pairs to int32, or Q6_K's 16-element scales), ``vcvtdq2ps`` and
+one fused multiply-add into eight float lanes by the product of the two
+scales. Signed weight codes go through ``vpsignb`` (|w|, and x with w's sign)
+first. Offsets (Q4_1's ``m``, K-quants' mins) add ``offset * xs`` to a scalar.
+At the end the eight lanes and the scalar are summed in a fixed order.
 
-The arithmetic of a dot product depends only on the two rows: whatever
-kernel, thread or batch runs it, the result is the same bits.
+Batch invariance: every (row, token) has its own accumulators and the same
+operation sequence (no fast-math flags, explicit ``llvm.fma``) in every tile
+shape, so its result does not depend on the tile, the batch or the thread.
 
-Compiling any of these for a CPU without AVX2 and FMA aborts the process:
-callers check the host first (``kernels.select``). Loads from weights are
-unaligned (GGUF blocks sit at any byte offset).
+A decoder (``DECODERS``) turns one weight block's group of 32 codes into a
+``Group``; layouts are described in ``legacy`` and ``kquants``. Weight loads
+are unaligned (GGUF blocks sit at any byte offset) and prefetched a few tiles
+ahead. Compiling any of this for a CPU without AVX2 and FMA aborts the
+process: ``kernels.select`` checks the host first.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType
+from kettle.quant.types import QK, QUANT_INFO, GGMLType
 
 I8, I16, I32, I64, F32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
 V16I8, V32I8 = ir.VectorType(I8, 16), ir.VectorType(I8, 32)
 V16I16, V8I32, V8F32 = ir.VectorType(I16, 16), ir.VectorType(I32, 8), ir.VectorType(F32, 8)
 V32I1 = ir.VectorType(ir.IntType(1), 32)
-BLOCKS_PER_K = QK_K // QK  # activation blocks per K-quant super-block
 
 
-def _splat(vtype: ir.VectorType, value: int | float) -> ir.Constant:
+def _splat(vtype: ir.VectorType, value: float) -> ir.Constant:
     return ir.Constant(vtype, [value] * vtype.count)
 
 
 def _lanes(*indices: int) -> ir.Constant:
     return ir.Constant(ir.VectorType(I32, len(indices)), list(indices))
+
+
+@dataclass
+class Group:
+    """One weight row's 32 codes of a block, ready to multiply by an activation block."""
+
+    codes: ir.Value  # <32 x i8> unsigned codes (|codes| when signed)
+    signs: ir.Value | None  # <32 x i8> the signed codes, whose signs the activation takes; None if unsigned
+    scale: ir.Value  # float: the weight scale, multiplied by the activation block's scale
+    offset: ir.Value | None  # float: added times the activation block's scale * code sum (mins)
+    act: int  # which activation block of the weight block
+    weights: ir.Value | None  # <16 x i16> per code-pair multipliers (Q6_K's scales); None: ones
 
 
 class Emitter:
@@ -109,22 +125,34 @@ class Emitter:
         """vpmaddwd: <8 x i32> of p[2i]*w[2i] + p[2i+1]*w[2i+1]."""
         return self._call("llvm.x86.avx2.pmadd.wd", V8I32, p, weights)
 
-    def _signed_pairs(self, w: ir.Value, x: ir.Value) -> ir.Value:
-        """vpmaddubsw of signed w and x: |w| times x with w's sign (w may be -128, x may not)."""
-        sign = "llvm.x86.avx2.psign.b"
-        return self._pairs(self._call(sign, V32I8, w, w), self._call(sign, V32I8, x, w))
+    def sign(self, v: ir.Value, signs: ir.Value) -> ir.Value:
+        """vpsignb: v with the sign of ``signs`` (negated where < 0, zero where 0)."""
+        return self._call("llvm.x86.avx2.psign.b", V32I8, v, signs)
 
-    def dot(self, w: ir.Value, x: ir.Value, signed: bool) -> ir.Value:
-        """<8 x i32> partial sums of w . x over 32 int8 lanes (w unsigned 0..127 unless ``signed``)."""
-        pairs = self._signed_pairs(w, x) if signed else self._pairs(w, x)
-        return self._quads(pairs, _splat(V16I16, 1))
+    def group(self, codes: ir.Value, scale: ir.Value, act: int, *, signed: bool = False, offset=None, weights=None):
+        """A ``Group`` of 32 codes; signed codes (-127..127, or -128) go through the sign trick."""
+        if signed:
+            return Group(self.sign(codes, codes), codes, scale, offset, act, weights)
+        return Group(codes, None, scale, offset, act, weights)
 
-    def dot16(self, w: ir.Value, x: ir.Value, sc_lo: ir.Value, sc_hi: ir.Value) -> ir.Value:
-        """<8 x i32> of signed w . x with elements 0..15 weighted by ``sc_lo`` and 16..31 by ``sc_hi`` (i16)."""
-        lo = self.b.insert_element(ir.Constant(V16I16, None), sc_lo, ir.Constant(I32, 0))
-        hi = self.b.insert_element(ir.Constant(V16I16, None), sc_hi, ir.Constant(I32, 0))
-        scales = self.b.shuffle_vector(lo, hi, _lanes(*([0] * 8 + [16] * 8)))
-        return self._quads(self._signed_pairs(w, x), scales)
+    def splat16(self, lo: ir.Value, hi: ir.Value) -> ir.Value:
+        """<16 x i16>: ``lo`` in lanes 0..7, ``hi`` in lanes 8..15."""
+        a = self.b.insert_element(ir.Constant(V16I16, None), lo, ir.Constant(I32, 0))
+        b = self.b.insert_element(ir.Constant(V16I16, None), hi, ir.Constant(I32, 0))
+        return self.b.shuffle_vector(a, b, _lanes(*([0] * 8 + [16] * 8)))
+
+    def combine(self, g: Group, xq, xd, xs, acc: ir.Value, extra: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """Add group ``g`` times its activation block (xq: i8* of the weight block's first
+        activation code; xd, xs: float* of its first activation block) to (acc, extra)."""
+        x = self.load(xq, QK * g.act, V32I8)
+        if g.signs is not None:
+            x = self.sign(x, g.signs)
+        partial = self._quads(self._pairs(g.codes, x), _splat(V16I16, 1) if g.weights is None else g.weights)
+        dx, sx = self.act(xd, xs, g.act)
+        acc = self.fma(acc, partial, self.b.fmul(g.scale, dx))
+        if g.offset is not None:
+            extra = self.b.fadd(extra, self.b.fmul(g.offset, sx))
+        return acc, extra
 
     def fma(self, acc: ir.Value, partial: ir.Value, scale: ir.Value) -> ir.Value:
         """acc + float(partial) * scale (one fused multiply-add on 8 lanes)."""
@@ -135,6 +163,11 @@ class Emitter:
         )
         return self._call("llvm.fma.v8f32", V8F32, self.b.sitofp(partial, V8F32), splat, acc)
 
+    def prefetch(self, ptr: ir.Value) -> None:
+        """Hint that the byte at ``ptr`` will be read soon (never faults, any address)."""
+        read, keep, data = (ir.Constant(I32, v) for v in (0, 3, 1))
+        self._call("llvm.prefetch.p0", ir.VoidType(), ptr, read, keep, data)
+
     def hsum(self, acc: ir.Value, extra: ir.Value) -> ir.Value:
         """The 8 lanes of ``acc`` plus ``extra``, summed in a fixed tree order."""
         b = self.b
@@ -144,38 +177,29 @@ class Emitter:
         return b.fadd(s, extra)
 
 
-# --- one weight block each: (emitter, w (i8* block), xq (i8* its activation codes),
-#     xd, xs (float* its activation blocks), acc <8 x float>, extra float) -> (acc, extra)
+# --- decoders: (emitter, w (i8* of the weight block), j) -> Group j of the block
 
 
-def _block_q4_0(e, w, xq, xd, xs, acc, extra):
-    dx, _ = e.act(xd, xs, 0)
+def _q4_0(e, w, j):
     codes = e.b.sub(e.nibbles16(w, 2), _splat(V32I8, 8))
-    return e.fma(acc, e.dot(codes, e.load(xq, 0, V32I8), True), e.b.fmul(e.half(w, 0), dx)), extra
+    return e.group(codes, e.half(w, 0), 0, signed=True)
 
 
-def _block_q4_1(e, w, xq, xd, xs, acc, extra):
-    dx, sx = e.act(xd, xs, 0)
-    acc = e.fma(acc, e.dot(e.nibbles16(w, 4), e.load(xq, 0, V32I8), False), e.b.fmul(e.half(w, 0), dx))
-    return acc, e.b.fadd(extra, e.b.fmul(e.half(w, 2), sx))
+def _q4_1(e, w, j):
+    return e.group(e.nibbles16(w, 4), e.half(w, 0), 0, offset=e.half(w, 2))
 
 
-def _block_q5_0(e, w, xq, xd, xs, acc, extra):
-    dx, _ = e.act(xd, xs, 0)
+def _q5_0(e, w, j):
     codes = e.b.sub(e.b.or_(e.nibbles16(w, 6), e.bit4(w, 2)), _splat(V32I8, 16))
-    return e.fma(acc, e.dot(codes, e.load(xq, 0, V32I8), True), e.b.fmul(e.half(w, 0), dx)), extra
+    return e.group(codes, e.half(w, 0), 0, signed=True)
 
 
-def _block_q5_1(e, w, xq, xd, xs, acc, extra):
-    dx, sx = e.act(xd, xs, 0)
-    codes = e.b.or_(e.nibbles16(w, 8), e.bit4(w, 4))
-    acc = e.fma(acc, e.dot(codes, e.load(xq, 0, V32I8), False), e.b.fmul(e.half(w, 0), dx))
-    return acc, e.b.fadd(extra, e.b.fmul(e.half(w, 2), sx))
+def _q5_1(e, w, j):
+    return e.group(e.b.or_(e.nibbles16(w, 8), e.bit4(w, 4)), e.half(w, 0), 0, offset=e.half(w, 2))
 
 
-def _block_q8_0(e, w, xq, xd, xs, acc, extra):
-    dx, _ = e.act(xd, xs, 0)
-    return e.fma(acc, e.dot(e.load(w, 2, V32I8), e.load(xq, 0, V32I8), True), e.b.fmul(e.half(w, 0), dx)), extra
+def _q8_0(e, w, j):
+    return e.group(e.load(w, 2, V32I8), e.half(w, 0), 0, signed=True)
 
 
 def _q4_k_scale_min(e, w, g):
@@ -185,7 +209,7 @@ def _q4_k_scale_min(e, w, g):
         sc = b.and_(e.byte(w, 4 + g), ir.Constant(I32, 63))
         mn = b.and_(e.byte(w, 8 + g), ir.Constant(I32, 63))
     else:
-        tail = e.byte(w, 12 + g - 4)
+        tail = e.byte(w, 8 + g)
         top_sc = b.shl(b.lshr(e.byte(w, g), ir.Constant(I32, 6)), ir.Constant(I32, 4))
         top_mn = b.shl(b.lshr(e.byte(w, 4 + g), ir.Constant(I32, 6)), ir.Constant(I32, 4))
         sc = b.or_(b.and_(tail, ir.Constant(I32, 15)), top_sc)
@@ -193,117 +217,144 @@ def _q4_k_scale_min(e, w, g):
     return b.uitofp(sc, F32), b.uitofp(mn, F32)
 
 
-def _block_q4_k(e, w, xq, xd, xs, acc, extra):
+def _q4_k(e, w, j):
+    """Group j: nibble j % 2 of the 32 code bytes at 16 + 32 (j // 2)."""
     b = e.b
-    d, dmin = e.half(w, 0), e.half(w, 2)
-    for c in range(4):  # 32 bytes of codes: group 2c in the low nibbles, 2c + 1 in the high ones
-        for g, codes in zip((2 * c, 2 * c + 1), e.nibbles(w, 16 + 32 * c), strict=True):
-            dx, sx = e.act(xd, xs, g)
-            sc, mn = _q4_k_scale_min(e, w, g)
-            acc = e.fma(acc, e.dot(codes, e.load(xq, QK * g, V32I8), False), b.fmul(b.fmul(d, sc), dx))
-            extra = b.fsub(extra, b.fmul(b.fmul(dmin, mn), sx))
-    return acc, extra
+    sc, mn = _q4_k_scale_min(e, w, j)
+    neg_min = b.fmul(b.fmul(e.half(w, 2), mn), ir.Constant(F32, -1.0))
+    return e.group(e.nibbles(w, 16 + 32 * (j // 2))[j % 2], b.fmul(e.half(w, 0), sc), j, offset=neg_min)
 
 
-def _block_q6_k(e, w, xq, xd, xs, acc, extra):
+def _q5_k(e, w, j):
+    """As Q4_K (codes at 48); bit 4 of group j's element l is bit j of qh[l] (32 bytes at 16)."""
     b = e.b
-    d = e.half(w, 208)
-    for h in range(2):
-        high = e.load(w, 128 + 32 * h, V32I8)
-        for s in range(4):  # elements 128h + 32s + l: groups 8h + 2s (l < 16) and 8h + 2s + 1
-            nib = e.nibbles(w, 64 * h + 32 * (s % 2))[s // 2]
-            top = b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))
-            codes = b.sub(b.or_(nib, top), _splat(V32I8, 32))
-            sc_lo, sc_hi = (b.sext(e.load(w, 192 + 8 * h + 2 * s + i, I8), I16) for i in range(2))
-            dx, _ = e.act(xd, xs, 4 * h + s)
-            partial = e.dot16(codes, e.load(xq, QK * (4 * h + s), V32I8), sc_lo, sc_hi)
-            acc = e.fma(acc, partial, b.fmul(d, dx))
-    return acc, extra
+    sc, mn = _q4_k_scale_min(e, w, j)
+    neg_min = b.fmul(b.fmul(e.half(w, 2), mn), ir.Constant(F32, -1.0))
+    top = b.shl(b.and_(b.lshr(e.load(w, 16, V32I8), _splat(V32I8, j)), _splat(V32I8, 1)), _splat(V32I8, 4))
+    codes = b.or_(e.nibbles(w, 48 + 32 * (j // 2))[j % 2], top)
+    return e.group(codes, b.fmul(e.half(w, 0), sc), j, offset=neg_min)
 
 
-BLOCKS = {
-    GGMLType.Q4_0: _block_q4_0,
-    GGMLType.Q4_1: _block_q4_1,
-    GGMLType.Q5_0: _block_q5_0,
-    GGMLType.Q5_1: _block_q5_1,
-    GGMLType.Q8_0: _block_q8_0,
-    GGMLType.Q4_K: _block_q4_k,
-    GGMLType.Q6_K: _block_q6_k,
+def _q6_k(e, w, j):
+    """Elements 128h + 32s + l (j = 4h + s): groups 8h + 2s (l < 16) and 8h + 2s + 1."""
+    b = e.b
+    h, s = divmod(j, 4)
+    nib = e.nibbles(w, 64 * h + 32 * (s % 2))[s // 2]
+    high = e.load(w, 128 + 32 * h, V32I8)
+    top = b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))
+    codes = b.sub(b.or_(nib, top), _splat(V32I8, 32))
+    sc_lo, sc_hi = (b.sext(e.load(w, 192 + 8 * h + 2 * s + i, I8), I16) for i in range(2))
+    return e.group(codes, e.half(w, 208), j, signed=True, weights=e.splat16(sc_lo, sc_hi))
+
+
+DECODERS = {
+    GGMLType.Q4_0: _q4_0,
+    GGMLType.Q4_1: _q4_1,
+    GGMLType.Q5_0: _q5_0,
+    GGMLType.Q5_1: _q5_1,
+    GGMLType.Q8_0: _q8_0,
+    GGMLType.Q4_K: _q4_k,
+    GGMLType.Q5_K: _q5_k,
+    GGMLType.Q6_K: _q6_k,
 }
+TILE_ROWS = 4  # weight rows of one tile_dot call
+PREFETCH_ROWS = 8 * TILE_ROWS  # read-ahead distance: the same block this many rows further on
+TILE_TOKENS = (1, 3)  # tokens of one tile_dot call: the variants compiled
 
 
-def _row_dot(ggml_type: GGMLType):
-    """The intrinsic ``row_dot(raw, row, xq, xd, xs, t, lut) -> float32`` of one type."""
-    block = BLOCKS[ggml_type]
+def _tile_dot(ggml_type: GGMLType, tokens: int):
+    """The intrinsic ``tile_dot(raw, r0, xq, xd, xs, t0, lut, out)`` of one type.
+
+    Computes ``out[t, r] = W[r] . x[t]`` for the TILE_ROWS rows from ``r0`` and
+    the ``tokens`` tokens from ``t0``, each clamped to the last row / token
+    (a clamped duplicate stores the same value again). Each (r, t) has its own
+    accumulators and the same operation sequence in every variant.
+    """
+    decode = DECODERS[ggml_type]
     info = QUANT_INFO[ggml_type]
-    acts_per_block = info.block_size // QK
+    groups = info.block_size // QK
 
-    def typer(typingctx, raw, row, xq, xd, xs, t, lut):
-        arrays = (raw, xq, xd, xs, lut)
+    def typer(typingctx, raw, r0, xq, xd, xs, t0, lut, out):
+        arrays = (raw, xq, xd, xs, lut, out)
+        dtypes = (types.uint8, types.int8, types.float32, types.float32, types.float32, types.float32)
         if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
             return None
-        if (raw.dtype, xq.dtype, xd.dtype, xs.dtype, lut.dtype) != (
-            types.uint8,
-            types.int8,
-            types.float32,
-            types.float32,
-            types.float32,
-        ):
+        if tuple(a.dtype for a in arrays) != dtypes:
             return None
 
         def codegen(context, builder, signature, args):
-            raw_v, row_v, xq_v, xd_v, xs_v, t_v, lut_v = args
-            raw_a, xq_a, xd_a, xs_a, lut_a = (
+            raw_v, r0_v, xq_v, xd_v, xs_v, t0_v, lut_v, out_v = args
+            raw_a, xq_a, xd_a, xs_a, lut_a, out_a = (
                 context.make_array(ty)(context, builder, v)
-                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xs_v, lut_v), strict=True)
+                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xs_v, lut_v, out_v), strict=True)
             )
             i8p = I8.as_pointer()
 
-            def row_ptr(ary, index):
-                stride = cgutils.unpack_tuple(builder, ary.strides, 2)[0]
-                return builder.gep(builder.bitcast(ary.data, i8p), [builder.mul(index, stride)])
+            def clamped(first, i, count):
+                index = builder.add(first, ir.Constant(I64, i))
+                last = builder.sub(count, ir.Constant(I64, 1))
+                return builder.select(builder.icmp_unsigned("<", index, last), index, last)
 
-            w_row = row_ptr(raw_a, row_v)
-            xq_row = row_ptr(xq_a, t_v)
-            xd_row = builder.bitcast(row_ptr(xd_a, t_v), F32.as_pointer())
-            xs_row = builder.bitcast(row_ptr(xs_a, t_v), F32.as_pointer())
+            def row_ptr(ary, index, ptype=i8p):
+                stride = cgutils.unpack_tuple(builder, ary.strides, 2)[0]
+                return builder.bitcast(builder.gep(builder.bitcast(ary.data, i8p), [builder.mul(index, stride)]), ptype)
+
+            d = cgutils.unpack_tuple(builder, raw_a.shape, 2)[0]
+            n = cgutils.unpack_tuple(builder, xq_a.shape, 2)[0]
+            rows = [clamped(r0_v, i, d) for i in range(TILE_ROWS)]
+            toks = [clamped(t0_v, j, n) for j in range(tokens)]
+            w_rows = [row_ptr(raw_a, r) for r in rows]
+            fp = F32.as_pointer()
+            x_rows = [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(xs_a, t, fp)) for t in toks]
             row_bytes = cgutils.unpack_tuple(builder, raw_a.shape, 2)[1]
             n_blocks = builder.udiv(row_bytes, ir.Constant(I64, info.type_size))
             emit = Emitter(builder, lut_a.data)
-            acc_slot = cgutils.alloca_once_value(builder, ir.Constant(V8F32, [0.0] * 8))
-            extra_slot = cgutils.alloca_once_value(builder, ir.Constant(F32, 0.0))
+            slots = [
+                [
+                    (
+                        cgutils.alloca_once_value(builder, ir.Constant(V8F32, [0.0] * 8)),
+                        cgutils.alloca_once_value(builder, ir.Constant(F32, 0.0)),
+                    )
+                    for _ in toks
+                ]
+                for _ in rows
+            ]
+            ahead = builder.mul(row_bytes, ir.Constant(I64, PREFETCH_ROWS))
             with cgutils.for_range(builder, n_blocks) as loop:
                 i = loop.index
-                w = builder.gep(w_row, [builder.mul(i, ir.Constant(I64, info.type_size))])
-                xq = builder.gep(xq_row, [builder.mul(i, ir.Constant(I64, info.block_size))])
-                first_act = builder.mul(i, ir.Constant(I64, acts_per_block))
-                xd = builder.gep(xd_row, [first_act])
-                xs = builder.gep(xs_row, [first_act])
-                acc, extra = block(emit, w, xq, xd, xs, builder.load(acc_slot), builder.load(extra_slot))
-                builder.store(acc, acc_slot)
-                builder.store(extra, extra_slot)
-            return emit.hsum(builder.load(acc_slot), builder.load(extra_slot))
+                ws = [builder.gep(w, [builder.mul(i, ir.Constant(I64, info.type_size))]) for w in w_rows]
+                for w in ws:
+                    emit.prefetch(builder.gep(w, [ahead]))
+                first = builder.mul(i, ir.Constant(I64, groups))
+                xs_blk = [
+                    (
+                        builder.gep(q, [builder.mul(first, ir.Constant(I64, QK))]),
+                        builder.gep(sd, [first]),
+                        builder.gep(ss, [first]),
+                    )
+                    for q, sd, ss in x_rows
+                ]
+                state = [[(builder.load(a), builder.load(x)) for a, x in row] for row in slots]
+                for j in range(groups):
+                    decoded = [decode(emit, w, j) for w in ws]
+                    for ri, g in enumerate(decoded):
+                        for ti, (q, sd, ss) in enumerate(xs_blk):
+                            state[ri][ti] = emit.combine(g, q, sd, ss, *state[ri][ti])
+                for row_slots, row_state in zip(slots, state, strict=True):
+                    for (a_slot, x_slot), (acc, extra) in zip(row_slots, row_state, strict=True):
+                        builder.store(acc, a_slot)
+                        builder.store(extra, x_slot)
+            for r, row_slots in zip(rows, slots, strict=True):
+                for t, (a_slot, x_slot) in zip(toks, row_slots, strict=True):
+                    value = emit.hsum(builder.load(a_slot), builder.load(x_slot))
+                    at = builder.gep(row_ptr(out_a, t, fp), [r])
+                    builder.store(value, at)
+            return context.get_dummy_value()
 
-        return types.float32(raw, types.uint64, xq, xd, xs, types.uint64, lut), codegen
+        return types.void(raw, types.uint64, xq, xd, xs, types.uint64, lut, out), codegen
 
-    typer.__name__ = f"row_dot_{ggml_type.name.lower()}"
+    typer.__name__ = f"tile_dot_{ggml_type.name.lower()}_{tokens}"
     return intrinsic(typer)
 
 
-row_dot_q4_0 = _row_dot(GGMLType.Q4_0)
-row_dot_q4_1 = _row_dot(GGMLType.Q4_1)
-row_dot_q5_0 = _row_dot(GGMLType.Q5_0)
-row_dot_q5_1 = _row_dot(GGMLType.Q5_1)
-row_dot_q8_0 = _row_dot(GGMLType.Q8_0)
-row_dot_q4_k = _row_dot(GGMLType.Q4_K)
-row_dot_q6_k = _row_dot(GGMLType.Q6_K)
-
-ROW_DOTS = {
-    GGMLType.Q4_0: row_dot_q4_0,
-    GGMLType.Q4_1: row_dot_q4_1,
-    GGMLType.Q5_0: row_dot_q5_0,
-    GGMLType.Q5_1: row_dot_q5_1,
-    GGMLType.Q8_0: row_dot_q8_0,
-    GGMLType.Q4_K: row_dot_q4_k,
-    GGMLType.Q6_K: row_dot_q6_k,
-}
+TILE_DOTS = {(t, k): _tile_dot(t, k) for t in DECODERS for k in TILE_TOKENS}

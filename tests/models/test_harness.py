@@ -14,6 +14,7 @@ import pytest
 from kettle.engine.runner import Runner
 from kettle.gguf import GGUFFile
 from kettle.models import load_model
+from kettle.quant import GGMLType, select
 from tests.gguf_factory import tiny_model
 from tests.models.reference import reference_logits
 
@@ -46,12 +47,14 @@ def _stepwise_logits(model, ids):
     return np.concatenate([r.forward([t], [i], [0]) for i, t in enumerate(ids)])
 
 
-def test_matches_numpy_reference(model):
+def test_matches_numpy_reference(model, request):
     ids = _ids(1, 20, model.config.n_vocab)
     got = _all_logits(model, ids)
     want = reference_logits(model, ids)
     err = np.abs(got - want).max() / (np.abs(want).max() + 1e-6)
-    assert err < 2e-3, err
+    # SIMD kernels quantize activations to int8 blocks (as llama.cpp does): about 1e-2 on these random models.
+    qtype = GGMLType[request.node.callspec.params["model"][1]]
+    assert err < (2e-3 if select(qtype).name == "portable" else 6e-2), err
 
 
 def test_cache_equals_no_cache(model):

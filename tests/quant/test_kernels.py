@@ -25,10 +25,13 @@ def cols_for(ggml_type: GGMLType) -> int:
 
 
 def make(ggml_type: GGMLType, rows: int, seed: int = 0) -> tuple[QuantMatrix, np.ndarray]:
-    """A random (rows, cols) matrix and its float32 reference decode."""
+    """A random (rows, cols) matrix on the portable kernels, and its float32 reference decode.
+
+    (The SIMD kernels, which quantize activations to int8, are tested in test_simd.py.)
+    """
     cols = cols_for(ggml_type)
     raw = random_blocks(ggml_type, rows, cols, np.random.default_rng(seed))
-    return QuantMatrix(raw, ggml_type, (rows, cols)), dequantize(raw, ggml_type, (rows, cols))
+    return QuantMatrix(raw, ggml_type, (rows, cols), kernels="portable"), dequantize(raw, ggml_type, (rows, cols))
 
 
 def bits(a: np.ndarray) -> np.ndarray:
@@ -145,6 +148,6 @@ def test_registry_offers_a_portable_kernel_for_every_supported_type():
     for t in SUPPORTED_TYPES:
         names = [k.name for k in implementations(t)]
         assert "portable" in names and not next(k for k in implementations(t) if k.name == "portable").requires
-    assert QuantMatrix(np.zeros((1, 34), np.uint8), GGMLType.Q8_0, (1, 32)).kernel_name == "portable"
+    assert QuantMatrix(np.zeros((1, 84), np.uint8), GGMLType.Q2_K, (1, 256)).kernel_name == "portable"
     with pytest.raises(UnsupportedModel, match="no kernel named"):
         QuantMatrix(np.zeros((1, 34), np.uint8), GGMLType.Q8_0, (1, 32), kernels="nonexistent")

@@ -1,0 +1,156 @@
+"""The AVX2 kernels (``kettle.quant.simd``) against the numpy reference.
+
+Activations are quantized to int8 blocks, so results are within a normalized
+bound of the exact product (exact when the activations are int8 codes); a
+token's output is bit-for-bit independent of its batch, of the thread count
+and of whether the call runs on one thread or over ``prange``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from kettle.errors import UnsupportedModel
+from kettle.quant import GGMLType, QuantMatrix, dequantize, implementations, kernels, simd
+from tests.quant.conftest import random_blocks
+
+needs_simd = pytest.mark.skipif(
+    not simd.REQUIRES <= kernels.host_features(), reason="the CPU lacks AVX2/FMA: the SIMD kernels must not compile"
+)
+SIMD_TYPES = sorted(simd.DECODERS)
+TYPES = pytest.mark.parametrize("ggml_type", SIMD_TYPES, ids=lambda t: t.name)
+INT8_TOL = 1e-2  # |error| <= INT8_TOL * ||W[r]|| * ||x[t]|| with int8-quantized activations
+EXACT_TOL = 1e-5  # the same bound when the activations are int8 codes (quantized exactly)
+
+
+def cols_for(ggml_type: GGMLType) -> int:
+    return 768 if ggml_type.name.endswith("_K") else 352
+
+
+def make(ggml_type: GGMLType, rows: int, seed: int, cols: int | None = None) -> tuple[QuantMatrix, np.ndarray]:
+    """A random (rows, cols) matrix computed by the SIMD kernels, and its float32 reference decode."""
+    cols = cols or cols_for(ggml_type)
+    raw = random_blocks(ggml_type, rows, cols, np.random.default_rng(seed))
+    return QuantMatrix(raw, ggml_type, (rows, cols), kernels=simd.NAME), dequantize(raw, ggml_type, (rows, cols))
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(np.uint32)
+
+
+def assert_close(y: np.ndarray, x: np.ndarray, ref: np.ndarray, tol: float) -> None:
+    exact = x.astype(np.float64) @ ref.astype(np.float64).T
+    bound = tol * np.outer(np.linalg.norm(x, axis=1), np.linalg.norm(ref, axis=1))
+    assert np.all(np.abs(y - exact) <= bound + 1e-30), np.max(np.abs(y - exact) - bound)
+
+
+@needs_simd
+@TYPES
+@pytest.mark.parametrize("rows", [1, 3, 21])  # partial tiles of 4 and 8 rows
+def test_matmul_matches_reference(ggml_type, rows):
+    m, ref = make(ggml_type, rows, seed=rows)
+    assert m.kernel_name == simd.NAME
+    x = np.random.default_rng(2).standard_normal((5, m.cols)).astype(np.float32)
+    x[3] *= 1e-3  # rows of different magnitude
+    assert_close(m.matmul(x), x, ref, INT8_TOL)
+
+
+@needs_simd
+@TYPES
+def test_int8_activations_are_exact(ggml_type):
+    """Activations that are int8 codes (each block reaching +-127) quantize without error:
+    only float32 rounding remains, so any misplaced code or scale shows."""
+    m, ref = make(ggml_type, 13, seed=7)
+    rng = np.random.default_rng(8)
+    x = rng.integers(-127, 128, (3, m.cols)).astype(np.float32)
+    x[:, ::32] = 127.0
+    assert_close(m.matmul(x), x, ref, EXACT_TOL)
+    np.testing.assert_array_equal(m.matmul(np.zeros((2, m.cols), np.float32)), 0.0)
+
+
+@needs_simd
+@TYPES
+def test_one_block_rows(ggml_type):
+    cols = 256 if ggml_type.name.endswith("_K") else 32
+    m, ref = make(ggml_type, 9, seed=11, cols=cols)
+    x = np.random.default_rng(12).standard_normal((2, cols)).astype(np.float32)
+    assert_close(m.matmul(x), x, ref, INT8_TOL)
+
+
+@needs_simd
+@TYPES
+def test_batch_invariance(ggml_type, monkeypatch):
+    m, _ = make(ggml_type, 19, seed=3)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((37, m.cols)).astype(np.float32)
+    x[0] = np.nan  # whatever the other rows contain
+    x[1] = 1e30
+    x[2, 5] = np.inf
+    single = m.matmul(x[17:18])
+    batch = m.matmul(x)
+    last = m.matmul(x[:18])  # token 17 as the odd one out
+    np.testing.assert_array_equal(bits(batch[17]), bits(single[0]))
+    np.testing.assert_array_equal(bits(last[17]), bits(single[0]))
+    monkeypatch.setattr(simd, "SERIAL_WORK", 0)  # the prange kernel
+    np.testing.assert_array_equal(bits(m.matmul(x)), bits(batch))
+    np.testing.assert_array_equal(bits(m.matmul(x[17:18])), bits(single))
+
+
+@needs_simd
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q6_K], ids=lambda t: t.name)
+def test_thread_count_does_not_change_results(ggml_type, monkeypatch):
+    monkeypatch.setattr(simd, "SERIAL_WORK", 0)
+    m, _ = make(ggml_type, 64, seed=5)
+    x = np.random.default_rng(6).standard_normal((9, m.cols)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = m.matmul(x)
+        numba.set_num_threads(2)
+        two = m.matmul(x)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(bits(one), bits(two))
+
+
+@needs_simd
+@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q4_K], ids=lambda t: t.name)
+def test_memmapped_unaligned_read_only_weights(ggml_type, tmp_path):
+    rng = np.random.default_rng(9)
+    rows, cols = 11, cols_for(ggml_type)
+    raw = random_blocks(ggml_type, rows, cols, rng)
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"\0" * 3 + raw.tobytes())
+    mapped = np.memmap(path, dtype=np.uint8, mode="r", offset=3, shape=raw.shape)
+    assert not mapped.flags.writeable and mapped.ctypes.data % 4 != 0
+    m = QuantMatrix(mapped, ggml_type, (rows, cols), kernels=simd.NAME)
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    np.testing.assert_array_equal(bits(m.matmul(x)), bits(QuantMatrix(raw, ggml_type, (rows, cols)).matmul(x)))
+    assert_close(m.matmul(x), x, dequantize(raw, ggml_type, (rows, cols)), INT8_TOL)
+
+
+@needs_simd
+def test_registered_and_selected_on_this_cpu():
+    for t in SIMD_TYPES:
+        (k,) = [k for k in implementations(t) if k.name == simd.NAME]
+        assert k.requires == frozenset({"avx2", "fma"}) and k.priority > 0
+        assert kernels.select(t).name == simd.NAME
+    # get_rows stays the portable, bit-exact decoder
+    m, ref = make(GGMLType.Q4_1, 5, seed=13)
+    np.testing.assert_array_equal(bits(m.dequantize()), bits(ref))
+
+
+def test_never_selected_without_avx2(monkeypatch):
+    """On a CPU without AVX2/FMA the portable kernels are chosen (compiling ours there would abort)."""
+    monkeypatch.setattr(kernels, "host_features", lambda: frozenset({"sse2", "fma"}))
+    kernels.select.cache_clear()
+    try:
+        for t in SIMD_TYPES:
+            assert kernels.select(t).name == "portable"
+            with pytest.raises(UnsupportedModel, match="no kernel named"):
+                kernels.select(t, simd.NAME)
+    finally:
+        kernels.select.cache_clear()
