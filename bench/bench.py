@@ -12,18 +12,17 @@ as llama-bench measures). Medians of ``--reps`` runs, after a warm-up.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-
-from kettle.api import resolve  # noqa: E402
 
 
 def memory_bandwidth(threads: int) -> float:
@@ -83,10 +82,19 @@ def bench_kettle(path: Path, threads: int, reps: int) -> dict[str, float]:
 
 
 def bench_llama_cpp(path: Path, threads: int, reps: int) -> dict[str, float] | None:
-    try:
-        import llama_cpp
-    except ImportError:
+    """llama.cpp in a process of its own: kettle sets OMP_WAIT_POLICY=PASSIVE for
+    its numba threads, and llama.cpp's OpenMP threads would inherit it (they
+    spin at barriers by design; sleeping there costs it 2-3x in decode)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    cmd = [sys.executable, __file__, "--llama-cpp-worker", str(path), "--threads", str(threads), "--reps", str(reps)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
         return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _llama_cpp_worker(path: Path, threads: int, reps: int) -> dict[str, float]:
+    import llama_cpp
     llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
     rng = np.random.default_rng(0)
@@ -97,7 +105,7 @@ def bench_llama_cpp(path: Path, threads: int, reps: int) -> dict[str, float] | N
         times = []
         for rep in range(reps + 1):
             llm.reset()
-            llm._ctx.memory_clear(True)
+            llm._ctx.kv_cache_clear()
             t = time.perf_counter()
             llm.eval(ids)
             if rep:
@@ -106,7 +114,7 @@ def bench_llama_cpp(path: Path, threads: int, reps: int) -> dict[str, float] | N
     times = []
     for rep in range(reps + 1):
         llm.reset()
-        llm._ctx.memory_clear(True)
+        llm._ctx.kv_cache_clear()
         llm.eval([1])
         tok = rng.integers(100, vocab, 129).tolist()
         t = time.perf_counter()
@@ -124,7 +132,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-llama-cpp", action="store_true")
+    ap.add_argument("--llama-cpp-worker", metavar="GGUF", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.llama_cpp_worker:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise SystemExit(1) from None
+        print(json.dumps(_llama_cpp_worker(Path(args.llama_cpp_worker), args.threads, args.reps)))
+        return
+
+    from kettle.api import resolve
 
     bw = memory_bandwidth(args.threads)
     print(f"memory read bandwidth: {bw:.1f} GB/s ({args.threads} threads)")
