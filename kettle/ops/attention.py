@@ -23,8 +23,9 @@ def _attention(q, k_cache, v_cache, seq_slots, positions, window, scale, out):
     for task in prange(n * n_head):
         t = task // n_head
         h = task % n_head
-        s = seq_slots[t]
-        g = h // group
+        keys = k_cache[seq_slots[t], h // group]  # (n_ctx, hd)
+        values = v_cache[seq_slots[t], h // group]  # (n_ctx, hd)
+        qv = q[t, h]  # (hd,)
         pos = positions[t]
         lo = 0
         if window > 0 and pos - window + 1 > 0:
@@ -33,9 +34,10 @@ def _attention(q, k_cache, v_cache, seq_slots, positions, window, scale, out):
         scores = np.empty(m, dtype=np.float32)
         mx = np.float32(-np.inf)
         for j in range(m):
+            krow = keys[lo + j]
             acc = np.float32(0.0)
             for i in range(hd):
-                acc += q[t, h, i] * k_cache[s, g, lo + j, i]
+                acc += qv[i] * krow[i]
             acc *= scale
             scores[j] = acc
             if acc > mx:
@@ -46,12 +48,13 @@ def _attention(q, k_cache, v_cache, seq_slots, positions, window, scale, out):
             scores[j] = e
             total += e
         inv = np.float32(1.0) / total
-        for i in range(hd):
-            out[t, h, i] = 0.0
+        res = np.zeros(hd, dtype=np.float32)  # a local accumulator: no aliasing with the cache
         for j in range(m):
             w = scores[j] * inv
+            vrow = values[lo + j]
             for i in range(hd):
-                out[t, h, i] += w * v_cache[s, g, lo + j, i]
+                res[i] += w * vrow[i]
+        out[t, h, :] = res
 
 
 def attention(
