@@ -6,27 +6,27 @@ import math
 
 import numpy as np
 
-from kettle.ops._jit import kernel
+from kettle.ops._jit import dual_kernel, prange
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_COEF_A = 0.044715
 
 
-@kernel
+@dual_kernel()
 def _silu_mul(gate, up):  # gate, up (n, f) -> gate := silu(gate) * up
     n, f = gate.shape
-    for t in range(n):
+    for t in prange(n):
         for i in range(f):
             g = gate[t, i]
             gate[t, i] = g / (np.float32(1.0) + np.exp(-g)) * up[t, i]
 
 
-@kernel
+@dual_kernel()
 def _gelu_tanh_mul(gate, up):  # gate, up (n, f) -> gate := gelu_tanh(gate) * up
     n, f = gate.shape
     a = np.float32(_GELU_COEF_A)
     c = np.float32(_SQRT_2_OVER_PI)
-    for t in range(n):
+    for t in prange(n):
         for i in range(f):
             g = gate[t, i]
             inner = c * g * (np.float32(1.0) + a * g * g)
@@ -35,13 +35,13 @@ def _gelu_tanh_mul(gate, up):  # gate, up (n, f) -> gate := gelu_tanh(gate) * up
 
 def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """SwiGLU: silu(gate) * up, written into gate (n, f)."""
-    _silu_mul(gate, up)
+    _silu_mul(gate.shape[0], gate, up)
     return gate
 
 
 def gelu_tanh_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """GeGLU with the tanh approximation of GELU, written into gate (n, f)."""
-    _gelu_tanh_mul(gate, up)
+    _gelu_tanh_mul(gate.shape[0], gate, up)
     return gate
 
 

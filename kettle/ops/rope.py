@@ -11,7 +11,7 @@ import enum
 
 import numpy as np
 
-from kettle.ops._jit import kernel
+from kettle.ops._jit import dual_kernel, prange
 
 
 class RopeStyle(enum.IntEnum):
@@ -19,11 +19,11 @@ class RopeStyle(enum.IntEnum):
     NEOX = 2
 
 
-@kernel
+@dual_kernel()
 def _rope(x, positions, n_heads, head_dim, n_rot, base, neox):  # x (n, n_heads*head_dim) in place
     n = x.shape[0]
     half = n_rot // 2
-    for t in range(n):
+    for t in prange(n):
         pos = np.float64(positions[t])
         for i in range(half):
             theta = pos * base ** (-2.0 * i / n_rot)
@@ -47,5 +47,5 @@ def rope_inplace(
     x: np.ndarray, positions: np.ndarray, n_heads: int, head_dim: int, n_rot: int, base: float, style: RopeStyle
 ) -> np.ndarray:
     """x (n, n_heads * head_dim), positions (n,) int32: rotate the first n_rot dims of each head."""
-    _rope(x, positions, n_heads, head_dim, n_rot, np.float64(base), style == RopeStyle.NEOX)
+    _rope(x.shape[0], x, positions, n_heads, head_dim, n_rot, np.float64(base), style == RopeStyle.NEOX)
     return x
