@@ -26,6 +26,7 @@ from kettle.ops import (
     rms_norm,
     rms_norm_heads,
     rope_inplace,
+    rope_table,
     scale_inplace,
     silu_mul,
 )
@@ -123,8 +124,9 @@ class Transformer:
         x = self.token_embd.get_rows(tokens)  # (n, n_embd)
         if cfg.embd_scale != 1.0:
             scale_inplace(x, cfg.embd_scale)
+        tables = {base: rope_table(positions, cfg.n_rot, base) for base in {lc.rope_base for lc in cfg.layers}}
         for block in self.blocks:
-            block(x, positions, slots, cache)
+            block(x, tables[block.layer.rope_base], positions, slots, cache)
         x = np.ascontiguousarray(x[out_rows])  # (m, n_embd)
         x = rms_norm(x, self.output_norm, cfg.eps)
         if hidden:
@@ -152,7 +154,8 @@ class _Block:
         self.post_ffn_norm = w.get(p + "post_ffw_norm.weight")
         self.act = silu_mul if cfg.activation == Activation.SILU else gelu_tanh_mul
 
-    def __call__(self, x: np.ndarray, positions: np.ndarray, slots: np.ndarray, cache: KVStore) -> None:
+    def __call__(self, x: np.ndarray, rope: tuple[np.ndarray, np.ndarray], positions: np.ndarray,
+                 slots: np.ndarray, cache: KVStore) -> None:
         cfg = self.cfg
         n = x.shape[0]
         h = rms_norm(x, self.attn_norm, cfg.eps)  # (n, n_embd)
@@ -168,8 +171,8 @@ class _Block:
         if cfg.qk_norm:
             rms_norm_heads(q, self.q_norm, cfg.eps)
             rms_norm_heads(k, self.k_norm, cfg.eps)
-        rope_inplace(q, positions, cfg.n_head, cfg.head_dim, cfg.n_rot, self.layer.rope_base, cfg.rope_style)
-        rope_inplace(k, positions, cfg.n_kv_head, cfg.head_dim, cfg.n_rot, self.layer.rope_base, cfg.rope_style)
+        rope_inplace(q, rope, cfg.n_head, cfg.head_dim, cfg.rope_style)
+        rope_inplace(k, rope, cfg.n_kv_head, cfg.head_dim, cfg.rope_style)
         cache.put(self.index, slots, positions, k, v)
         k_cache, v_cache = cache.layer(self.index)
         att = np.empty((n, cfg.n_head, cfg.head_dim), dtype=np.float32)

@@ -19,18 +19,26 @@ class RopeStyle(enum.IntEnum):
     NEOX = 2
 
 
+def rope_table(positions: np.ndarray, n_rot: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (n, n_rot/2) float32 of theta_i = pos * base^(-2i/n_rot), in double.
+
+    Computed once per forward pass and rope base, shared by every layer's q and k.
+    """
+    inv_freq = base ** (-2.0 * np.arange(n_rot // 2, dtype=np.float64) / n_rot)  # (half,)
+    theta = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # (n, half)
+    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+
+
 @dual_kernel()
-def _rope(x, positions, n_heads, head_dim, n_rot, base, neox):  # x (n, n_heads*head_dim) in place
+def _rope(x, cos, sin, n_heads, head_dim, neox):  # x (n, n_heads*head_dim) in place; cos, sin (n, half)
     n = x.shape[0]
-    half = n_rot // 2
+    half = cos.shape[1]
     for t in prange(n):
-        pos = np.float64(positions[t])
-        for i in range(half):
-            theta = pos * base ** (-2.0 * i / n_rot)
-            c = np.float32(np.cos(theta))
-            s = np.float32(np.sin(theta))
-            for h in range(n_heads):
-                o = h * head_dim
+        for h in range(n_heads):
+            o = h * head_dim
+            for i in range(half):
+                c = cos[t, i]
+                s = sin[t, i]
                 if neox:
                     a = o + i
                     b = o + i + half
@@ -44,8 +52,9 @@ def _rope(x, positions, n_heads, head_dim, n_rot, base, neox):  # x (n, n_heads*
 
 
 def rope_inplace(
-    x: np.ndarray, positions: np.ndarray, n_heads: int, head_dim: int, n_rot: int, base: float, style: RopeStyle
+    x: np.ndarray, table: tuple[np.ndarray, np.ndarray], n_heads: int, head_dim: int, style: RopeStyle
 ) -> np.ndarray:
-    """x (n, n_heads * head_dim), positions (n,) int32: rotate the first n_rot dims of each head."""
-    _rope(x.shape[0], x, positions, n_heads, head_dim, n_rot, np.float64(base), style == RopeStyle.NEOX)
+    """x (n, n_heads * head_dim): rotate the first n_rot dims of each head by ``rope_table``'s angles."""
+    cos, sin = table
+    _rope(x.shape[0], x, cos, sin, n_heads, head_dim, style == RopeStyle.NEOX)
     return x
