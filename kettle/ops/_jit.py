@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 
 # numba's OpenMP threads spin at barriers by default; on a 2-core machine
 # shared with other processes that collapses throughput 50-100x.
@@ -24,7 +25,13 @@ class Dual:
     Both run the same loop body per row, so results do not depend on which ran."""
 
     def __init__(self, func, min_parallel_rows: int = 8) -> None:
-        self.serial = numba.njit(cache=True, fastmath=True, nogil=True)(func)
+        # numba's disk cache is keyed by the function's name and source line, not
+        # by its ``parallel`` flag: the serial twin needs a name of its own, or it
+        # may load the parallel build from the cache (and pay a thread wake-up).
+        serial_func = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
+                                         func.__defaults__, func.__closure__)
+        serial_func.__qualname__ = func.__qualname__ + "_serial"
+        self.serial = numba.njit(cache=True, fastmath=True, nogil=True)(serial_func)
         self.parallel = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)(func)
         self.min_parallel_rows = min_parallel_rows
 
