@@ -22,7 +22,8 @@ prange = numba.prange
 class Dual:
     """One kernel compiled twice: serial for small batches (waking threads costs
     tens of microseconds, more than a decode step's work), parallel for large.
-    Both run the same loop body per row, so results do not depend on which ran."""
+    Both run the same loop body per row in strict IEEE order, so results do not
+    depend on which ran (tests/models checks it bit for bit)."""
 
     def __init__(self, func, min_parallel_rows: int = 8) -> None:
         # numba's disk cache is keyed by the function's name and source line, not
@@ -31,8 +32,10 @@ class Dual:
         serial_func = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
                                          func.__defaults__, func.__closure__)
         serial_func.__qualname__ = func.__qualname__ + "_serial"
-        self.serial = numba.njit(cache=True, fastmath=True, nogil=True)(serial_func)
-        self.parallel = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)(func)
+        # No fastmath: reassociated (vectorised) reductions and vector exp/tanh
+        # would differ between the two builds, and a row must not care which ran.
+        self.serial = numba.njit(cache=True, nogil=True)(serial_func)
+        self.parallel = numba.njit(cache=True, nogil=True, parallel=True)(func)
         self.min_parallel_rows = min_parallel_rows
 
     def __call__(self, rows: int, *args):
