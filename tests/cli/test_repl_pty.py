@@ -90,7 +90,7 @@ def test_the_seed_mario_example_answers_in_character(shared_store: Path, tmp_pat
     child = spawn(shared_store, tmp_path, "mario")
     command(child, "/set parameter num_predict 24")
     command(child, "/set parameter temperature 0")  # greedy, so the check below is stable
-    answer = command(child, "Who are you?")
+    answer = command(child, "Introduce yourself.")
     assert "Mario" in answer, answer
     child.sendline("/bye")
     child.expect(pexpect.EOF)

@@ -77,7 +77,8 @@ def test_verbose_prints_ollamas_timing_lines(kettle: Kettle) -> None:
     assert len(lines) == len(VERBOSE_LINES), result.stderr
     for line, pattern in zip(lines, VERBOSE_LINES):
         assert re.fullmatch(pattern, line), line
-    assert re.search(r"^eval count:\s+(\d+)", result.stderr, re.M).group(1) == "24"  # num_predict 24 in greedy
+    eval_count = int(re.search(r"^eval count:\s+(\d+)", result.stderr, re.M).group(1))
+    assert 1 <= eval_count <= 24  # num_predict 24 in greedy (an end-of-turn may come first)
 
 
 @pytest.mark.slow
