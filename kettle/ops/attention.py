@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from kettle.ops._jit import dual_kernel, prange
+from kettle.ops._jit import dual_kernel, kernel, prange
+
+
+@kernel
+def _dot(a, b):  # a, b (hd,) -> a . b
+    # fastmath lives here only: the attention kernel's serial and parallel builds
+    # both call this one function, so a score has the same bits whichever ran
+    # (with fastmath on the whole kernel they differed; tests/models checks it).
+    acc = np.float32(0.0)
+    for i in range(a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
 
 
 @dual_kernel(min_parallel_rows=4)
@@ -33,24 +44,8 @@ def _attention(q, k_cache, v_cache, seq_slots, positions, window, scale, out):
         m = pos + 1 - lo
         scores = np.empty(m, dtype=np.float32)
         mx = np.float32(-np.inf)
-        hd8 = hd - hd % 8
         for j in range(m):
-            krow = keys[lo + j]
-            # eight partial sums in a fixed order: vectorisable without fastmath,
-            # and the same bits from the serial and the parallel build
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
-            for i in range(0, hd8, 8):
-                a0 += qv[i] * krow[i]
-                a1 += qv[i + 1] * krow[i + 1]
-                a2 += qv[i + 2] * krow[i + 2]
-                a3 += qv[i + 3] * krow[i + 3]
-                a4 += qv[i + 4] * krow[i + 4]
-                a5 += qv[i + 5] * krow[i + 5]
-                a6 += qv[i + 6] * krow[i + 6]
-                a7 += qv[i + 7] * krow[i + 7]
-            acc = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-            for i in range(hd8, hd):
-                acc += qv[i] * krow[i]
+            acc = _dot(qv, keys[lo + j])
             acc *= scale
             scores[j] = acc
             if acc > mx:
