@@ -16,8 +16,10 @@ Two rules the kernels follow so that LLVM vectorizes them well:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+from pathlib import Path
 
 # numba's OpenMP workers spin at barriers by default; on a small machine shared
 # with other processes that collapses throughput 50-100x. Must precede numba.
@@ -174,3 +176,17 @@ def f16_table() -> np.ndarray:
         table.flags.writeable = False
         _F16_LUT = table
     return _F16_LUT
+
+
+def source_salt(*names: str) -> str:
+    """A digest of the named source files of this package.
+
+    numba's disk cache only notices edits to the file that defines a kernel, but
+    kernels also inline code from other files. A kernel that captures this digest
+    as a closure value gets it hashed into its cache key, so any edit recompiles.
+    """
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]

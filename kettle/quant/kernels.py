@@ -24,17 +24,15 @@ kernel compiles (or loads from numba's on-disk cache) on its first call.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from pathlib import Path
 
 import numpy as np
 from numba import prange
 
 from kettle.errors import UnsupportedModel
-from kettle.quant._jit import exact_jit, inline_jit, matmul_jit, stack_empty
+from kettle.quant._jit import exact_jit, inline_jit, matmul_jit, source_salt, stack_empty
 from kettle.quant.types import QUANT_INFO, GGMLType, supported_type
 from kettle.quant.unpack import CHUNK, ROWS, UNPACKERS, unpack_blocks
 
@@ -42,21 +40,7 @@ SCRATCH = ROWS * CHUNK  # floats of per-thread decoded scratch (16 KiB)
 ACC = 2 * ROWS  # chunk sums of a token pair
 
 
-def _source_salt() -> str:
-    """A digest of the sources compiled into the kernels.
-
-    numba's disk cache only notices edits to the file defining a kernel (this
-    one); the kernels also inline ``unpack`` and ``_jit``. Each kernel captures
-    this digest, and numba hashes captured values into its cache key.
-    """
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in ("_jit.py", "unpack.py", "types.py", "kernels.py"):
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-SOURCE_SALT = _source_salt()
+SOURCE_SALT = source_salt("_jit.py", "unpack.py", "types.py", "kernels.py")
 
 
 @inline_jit

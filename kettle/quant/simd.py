@@ -26,9 +26,7 @@ before a first call.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -37,7 +35,7 @@ from numba import int32 as I32
 from numba import prange
 from numba.extending import overload
 
-from kettle.quant._jit import U
+from kettle.quant._jit import U, source_salt
 from kettle.quant.kernels import KernelSet, implementations, register
 from kettle.quant.simd_ir import DECODERS, TILE_DOTS, TILE_ROWS, TILE_TOKENS
 from kettle.quant.types import QK, GGMLType
@@ -51,16 +49,7 @@ CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's s
 SERIAL_WORK = 1 << 17  # weight blocks x tokens below which a call stays on the calling thread (~150 us)
 
 
-def _source_salt() -> str:
-    """Digest of the sources compiled into these kernels (numba's cache watches only this file)."""
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in ("_jit.py", "types.py", "simd_ir.py", "simd.py"):
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-SOURCE_SALT = _source_salt()
+SOURCE_SALT = source_salt("_jit.py", "types.py", "simd_ir.py", "simd.py")
 
 
 def tile_dot(type_id, tokens, raw, r0, xq, xd, xs, t0, lut, out):

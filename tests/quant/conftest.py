@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from kettle.quant import QUANT_INFO, GGMLType, row_nbytes
+from kettle.quant import QUANT_INFO, GGMLType, QuantMatrix, row_nbytes
 
 # Byte offsets of the IEEE-half scales in each block (random bytes there could be NaN/inf).
 HALF_FIELDS = {
@@ -38,3 +39,16 @@ def random_blocks(ggml_type: GGMLType, rows: int, cols: int, rng: np.random.Gene
         scales[::7] = 0.0
         blocks[:, at : at + 2] = scales.astype(np.float16).view(np.uint8).reshape(-1, 2)
     return raw
+
+
+def assert_thread_count_invariant(m: QuantMatrix, x: np.ndarray) -> None:
+    """m.matmul(x) has the same bits on one numba thread as on two."""
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = m.matmul(x)
+        numba.set_num_threads(2)
+        two = m.matmul(x)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one.view(np.uint32), two.view(np.uint32))

@@ -13,7 +13,7 @@ import pytest
 
 from kettle.errors import TokenizerError, UnsupportedModel, WeightError
 from kettle.quant import QUANT_INFO, SUPPORTED_TYPES, GGMLType, QuantMatrix, dequantize, implementations, row_nbytes
-from tests.quant.conftest import random_blocks
+from tests.quant.conftest import assert_thread_count_invariant, random_blocks
 
 TYPES = pytest.mark.parametrize("ggml_type", SUPPORTED_TYPES, ids=lambda t: t.name)
 MATMUL_TOL = 1e-5  # |error| <= MATMUL_TOL * ||W[r]|| * ||x[t]||
@@ -80,15 +80,7 @@ def test_batch_invariance(ggml_type):
 def test_thread_count_does_not_change_results(ggml_type):
     m, _ = make(ggml_type, 64, seed=5)
     x = np.random.default_rng(6).standard_normal((9, m.cols)).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = m.matmul(x)
-        numba.set_num_threads(2)
-        two = m.matmul(x)
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_array_equal(bits(one), bits(two))
+    assert_thread_count_invariant(m, x)
 
 
 def test_memmapped_unaligned_read_only_input(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from kettle.errors import UnsupportedModel
 from kettle.quant import GGMLType, QuantMatrix, dequantize, implementations, kernels, simd
-from tests.quant.conftest import random_blocks
+from tests.quant.conftest import assert_thread_count_invariant, random_blocks
 
 needs_simd = pytest.mark.skipif(
     not simd.REQUIRES <= kernels.host_features(), reason="the CPU lacks AVX2/FMA: the SIMD kernels must not compile"
@@ -105,15 +105,7 @@ def test_thread_count_does_not_change_results(ggml_type, monkeypatch):
     monkeypatch.setattr(simd, "SERIAL_WORK", 0)
     m, _ = make(ggml_type, 64, seed=5)
     x = np.random.default_rng(6).standard_normal((9, m.cols)).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = m.matmul(x)
-        numba.set_num_threads(2)
-        two = m.matmul(x)
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_array_equal(bits(one), bits(two))
+    assert_thread_count_invariant(m, x)
 
 
 @needs_simd
