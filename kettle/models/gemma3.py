@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from kettle.gguf import GGUFFile
 from kettle.models.base import W, bind_weights, decoder_dims, meta_value
-from kettle.models.transformer import CORE_WEIGHTS, Activation, LayerConfig, Transformer, TransformerConfig
+from kettle.models.transformer import (
+    CORE_WEIGHTS,
+    Activation,
+    LayerConfig,
+    Transformer,
+    TransformerConfig,
+    default_attn_scale,
+)
 from kettle.ops import RopeStyle
 
 LOCAL_ROPE_BASE = 10000.0
@@ -46,7 +53,7 @@ def load(gguf: GGUFFile) -> Transformer:
         rope_style=RopeStyle.NEOX,
         layers=layers,
         activation=Activation.GELU_TANH,
-        attn_scale=dims["head_dim"] ** -0.5,
+        attn_scale=default_attn_scale(dims["head_dim"]),
         embd_scale=float(dims["n_embd"]) ** 0.5,
         qk_norm=True,
         post_norms=True,
