@@ -82,10 +82,11 @@ def bench_kettle(path: Path, threads: int, reps: int) -> dict[str, float]:
 
 
 def bench_llama_cpp(path: Path, threads: int, reps: int) -> dict[str, float] | None:
-    """llama.cpp in a process of its own: kettle sets OMP_WAIT_POLICY=PASSIVE for
-    its numba threads, and llama.cpp's OpenMP threads would inherit it (they
-    spin at barriers by design; sleeping there costs it 2-3x in decode)."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    """llama.cpp in a process of its own: kettle sets OMP_WAIT_POLICY=PASSIVE and
+    GOMP_SPINCOUNT for its numba threads, and llama.cpp's OpenMP threads would
+    inherit them (they spin at barriers by design; sleeping there costs it 2-3x
+    in decode)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     cmd = [sys.executable, __file__, "--llama-cpp-worker", str(path), "--threads", str(threads), "--reps", str(reps)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import types
 
-# numba's OpenMP threads spin at barriers by default; on a 2-core machine
-# shared with other processes that collapses throughput 50-100x.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
+import numba
 
 # Kernels: compiled on first use, cached on disk, released GIL so another
 # thread can cancel or serve while one computes.

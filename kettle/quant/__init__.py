@@ -8,11 +8,6 @@ Layouts are described in ``formats`` (float types), ``legacy`` (32-element
 blocks) and ``kquants`` (256-element super-blocks); kernels in ``kernels``.
 """
 
-import os
-
-# Before numba loads (see _jit): OpenMP workers must sleep, not spin, when idle.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from kettle.quant import kquants, legacy, simd  # noqa: F401  (register formats; AVX2 kernels, used where the CPU has them)
 from kettle.quant.formats import FORMATS, QuantFormat, dequantize, quantize
 from kettle.quant.kernels import KernelSet, implementations, register, select

@@ -17,13 +17,8 @@ Two rules the kernels follow so that LLVM vectorizes them well:
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
-
-# numba's OpenMP workers spin at barriers by default; on a small machine shared
-# with other processes that collapses throughput 50-100x. Must precede numba.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba
 import numpy as np

@@ -4,9 +4,10 @@
 quantizes each activation row ``x[t]`` to int8 blocks of 32 elements (Q8_0
 style: ``q = round(x / d)`` with ``d = max|x| / 127``; kept with ``d`` and
 ``d * sum(q)``), then computes ``out`` with ``simd_ir``'s tile dot products:
-``prange`` over tiles of ``ROWS`` weight rows; in a tile, ``TILE_ROWS`` rows
-times ``TOKENS`` tokens per call (each weight block decoded once for those
-tokens), the remaining tokens one at a time.
+``prange`` over tiles of ``ROWS`` weight rows; in a tile, ``TILE_ROWS[type]``
+rows times ``TOKENS`` tokens per call (each weight block decoded once for those
+tokens). A last group of 2 or 3 tokens takes the same call (its missing tokens
+repeat the last one), a last single token a one-token call.
 
 Numerics: the weights are exact; the activations carry int8 rounding (a
 relative error of about 0.4% per element, as in llama.cpp), so results differ
@@ -41,10 +42,10 @@ from kettle.quant.simd_ir import DECODERS, TILE_DOTS, TILE_ROWS, TILE_TOKENS
 from kettle.quant.types import QK, GGMLType
 
 NAME = "avx2"
-REQUIRES = frozenset({"avx2", "fma"})
+REQUIRES = frozenset({"avx2", "fma", "f16c"})
 PRIORITY = 1  # above the portable kernels
 ROWS = 8  # weight rows per parallel tile
-TOKENS = TILE_TOKENS[-1]  # tokens per tile_dot call (the last ones one at a time)
+TOKENS = TILE_TOKENS[-1]  # tokens per tile_dot call
 CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's sign trick)
 SERIAL_WORK = 1 << 17  # weight blocks x tokens below which a call stays on the calling thread (~150 us)
 
@@ -52,19 +53,19 @@ SERIAL_WORK = 1 << 17  # weight blocks x tokens below which a call stays on the 
 SOURCE_SALT = source_salt("_jit.py", "types.py", "simd_ir.py", "simd.py")
 
 
-def tile_dot(type_id, tokens, raw, r0, xq, xd, xs, t0, lut, out):
+def tile_dot(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
     """``simd_ir``'s tile dot product of type ``type_id`` over ``tokens`` tokens (compile-time constants)."""
     raise NotImplementedError("tile_dot runs inside numba kernels only")
 
 
 @overload(tile_dot, inline="always")
-def _tile_dot_typing(type_id, tokens, raw, r0, xq, xd, xs, t0, lut, out):
+def _tile_dot_typing(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
     if not (isinstance(type_id, numba.types.IntegerLiteral) and isinstance(tokens, numba.types.IntegerLiteral)):
         return None
     dot = TILE_DOTS[GGMLType(type_id.literal_value), tokens.literal_value]
 
-    def impl(type_id, tokens, raw, r0, xq, xd, xs, t0, lut, out):
-        dot(raw, r0, xq, xd, xs, t0, lut, out)
+    def impl(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
+        dot(raw, r0, xq, xd, xs, t0, out)
 
     return impl
 
@@ -96,6 +97,7 @@ def quantize_row(x, t, xq, xd, xs):
 def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
     """``kernel(raw, x, out, lut)``: quantize x, then out = x @ W.T (see module doc)."""
     type_id, salt, mode = int(ggml_type), SOURCE_SALT, parallel  # closure values key numba's cache
+    step = TILE_ROWS[ggml_type]
 
     @numba.njit(parallel=parallel, cache=True, nogil=True)
     def kernel(raw, x, out, lut):
@@ -107,16 +109,16 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
         xs = np.empty((n, x.shape[1] // QK), np.float32)  # block scale * code sum
         for t in prange(n):
             quantize_row(x, t, xq, xd, xs)
+        last = n - 1 if n % TOKENS == 1 else n  # a last lone token takes the one-token call
         for tile in prange((d + ROWS - 1) // ROWS):
             r0 = tile * ROWS
             r1 = min(r0 + ROWS, d)
-            full = n - n % TOKENS
-            for t in range(0, full, TOKENS):  # groups of TOKENS tokens, then the rest one by one
-                for r in range(r0, r1, TILE_ROWS):
-                    tile_dot(type_id, TOKENS, raw, U(r), xq, xd, xs, U(t), lut, out)
-            for t in range(full, n):
-                for r in range(r0, r1, TILE_ROWS):
-                    tile_dot(type_id, 1, raw, U(r), xq, xd, xs, U(t), lut, out)
+            for t in range(0, last, TOKENS):  # a short last group repeats its last token
+                for r in range(r0, r1, step):
+                    tile_dot(type_id, TOKENS, raw, U(r), xq, xd, xs, U(t), out)
+            if last < n:
+                for r in range(r0, r1, step):
+                    tile_dot(type_id, 1, raw, U(r), xq, xd, xs, U(last), out)
 
     return kernel
 

@@ -4,10 +4,10 @@
 products of weight rows (still quantized) with activation rows quantized to
 int8 blocks of 32 (``xq`` codes, ``xd`` scales, ``xs`` = scale * code sum):
 
-    tile_dot(raw, r0, xq, xd, xs, t0, lut, out) -> None
+    tile_dot(raw, r0, xq, xd, xs, t0, out) -> None
     # raw (d, row_nbytes) uint8; r0, t0: uint64; xq (n, k) int8;
-    # xd, xs (n, k // 32) float32; lut: the half table; out (n, d) float32
-    # out[t, r] ~= W[r] . x[t] for TILE_ROWS rows from r0 and ``tokens`` tokens from t0
+    # xd, xs (n, k // 32) float32; out (n, d) float32
+    # out[t, r] ~= W[r] . x[t] for TILE_ROWS[type] rows from r0 and ``tokens`` tokens from t0
 
 The block loop is emitted here, in IR, the way llama.cpp's
 ``ggml_vec_dot_*_q8`` computes it: per 32 elements, ``vpmaddubsw``
@@ -69,9 +69,8 @@ class Group:
 class Emitter:
     """IR building blocks for one row dot product, bound to an IR builder."""
 
-    def __init__(self, builder: ir.IRBuilder, lut: ir.Value):
+    def __init__(self, builder: ir.IRBuilder):
         self.b = builder
-        self.lut = lut  # float* (the half table)
 
     def _call(self, name: str, ret: ir.Type, *args: ir.Value) -> ir.Value:
         fnty = ir.FunctionType(ret, [a.type for a in args])
@@ -85,9 +84,8 @@ class Emitter:
         return self.b.load(ptr, align=1)
 
     def half(self, base: ir.Value, offset: int) -> ir.Value:
-        """The IEEE half at byte ``offset`` of ``base``, as float, through the lookup table."""
-        bits = self.b.zext(self.load(base, offset, I16), I64)
-        return self.b.load(self.b.gep(self.lut, [bits]))
+        """The IEEE half at byte ``offset`` of ``base``, as float (one F16C ``vcvtph2ps``)."""
+        return self.b.fpext(self.b.bitcast(self.load(base, offset, I16), ir.HalfType()), F32)
 
     def byte(self, base: ir.Value, offset: int) -> ir.Value:
         """The byte at ``offset``, zero-extended to i32."""
@@ -257,36 +255,44 @@ DECODERS = {
     GGMLType.Q5_K: _q5_k,
     GGMLType.Q6_K: _q6_k,
 }
-TILE_ROWS = 4  # weight rows of one tile_dot call
-PREFETCH_ROWS = 8 * TILE_ROWS  # read-ahead distance: the same block this many rows further on
-TILE_TOKENS = (1, 3)  # tokens of one tile_dot call: the variants compiled
+# Weight rows of one tile_dot call. Four rows share each activation load; a
+# Q8_0 row (34-byte blocks, mostly the output matrix, streamed from memory at
+# decode) reads 2-3x faster alone: four interleaved unaligned streams stall.
+TILE_ROWS = {ggml_type: 4 for ggml_type in DECODERS} | {GGMLType.Q8_0: 1}
+TILE_TOKENS = (1, 4)  # tokens of one tile_dot call: the variants compiled
+
+
+def prefetch_rows(tile_rows: int) -> int:
+    """Read-ahead distance, in rows: the same block this many rows further on (4-6 KB ahead)."""
+    return max(8, 4 * tile_rows)
 
 
 def _tile_dot(ggml_type: GGMLType, tokens: int):
-    """The intrinsic ``tile_dot(raw, r0, xq, xd, xs, t0, lut, out)`` of one type.
+    """The intrinsic ``tile_dot(raw, r0, xq, xd, xs, t0, out)`` of one type.
 
-    Computes ``out[t, r] = W[r] . x[t]`` for the TILE_ROWS rows from ``r0`` and
+    Computes ``out[t, r] = W[r] . x[t]`` for the ``TILE_ROWS[ggml_type]`` rows from ``r0`` and
     the ``tokens`` tokens from ``t0``, each clamped to the last row / token
     (a clamped duplicate stores the same value again). Each (r, t) has its own
     accumulators and the same operation sequence in every variant.
     """
     decode = DECODERS[ggml_type]
+    tile_rows = TILE_ROWS[ggml_type]
     info = QUANT_INFO[ggml_type]
     groups = info.block_size // QK
 
-    def typer(typingctx, raw, r0, xq, xd, xs, t0, lut, out):
-        arrays = (raw, xq, xd, xs, lut, out)
-        dtypes = (types.uint8, types.int8, types.float32, types.float32, types.float32, types.float32)
+    def typer(typingctx, raw, r0, xq, xd, xs, t0, out):
+        arrays = (raw, xq, xd, xs, out)
+        dtypes = (types.uint8, types.int8, types.float32, types.float32, types.float32)
         if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
             return None
         if tuple(a.dtype for a in arrays) != dtypes:
             return None
 
         def codegen(context, builder, signature, args):
-            raw_v, r0_v, xq_v, xd_v, xs_v, t0_v, lut_v, out_v = args
-            raw_a, xq_a, xd_a, xs_a, lut_a, out_a = (
+            raw_v, r0_v, xq_v, xd_v, xs_v, t0_v, out_v = args
+            raw_a, xq_a, xd_a, xs_a, out_a = (
                 context.make_array(ty)(context, builder, v)
-                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xs_v, lut_v, out_v), strict=True)
+                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xs_v, out_v), strict=True)
             )
             i8p = I8.as_pointer()
 
@@ -301,14 +307,14 @@ def _tile_dot(ggml_type: GGMLType, tokens: int):
 
             d = cgutils.unpack_tuple(builder, raw_a.shape, 2)[0]
             n = cgutils.unpack_tuple(builder, xq_a.shape, 2)[0]
-            rows = [clamped(r0_v, i, d) for i in range(TILE_ROWS)]
+            rows = [clamped(r0_v, i, d) for i in range(tile_rows)]
             toks = [clamped(t0_v, j, n) for j in range(tokens)]
             w_rows = [row_ptr(raw_a, r) for r in rows]
             fp = F32.as_pointer()
             x_rows = [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(xs_a, t, fp)) for t in toks]
             row_bytes = cgutils.unpack_tuple(builder, raw_a.shape, 2)[1]
             n_blocks = builder.udiv(row_bytes, ir.Constant(I64, info.type_size))
-            emit = Emitter(builder, lut_a.data)
+            emit = Emitter(builder)
             slots = [
                 [
                     (
@@ -319,7 +325,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int):
                 ]
                 for _ in rows
             ]
-            ahead = builder.mul(row_bytes, ir.Constant(I64, PREFETCH_ROWS))
+            ahead = builder.mul(row_bytes, ir.Constant(I64, prefetch_rows(tile_rows)))
             with cgutils.for_range(builder, n_blocks) as loop:
                 i = loop.index
                 ws = [builder.gep(w, [builder.mul(i, ir.Constant(I64, info.type_size))]) for w in w_rows]
@@ -351,9 +357,9 @@ def _tile_dot(ggml_type: GGMLType, tokens: int):
                     builder.store(value, at)
             return context.get_dummy_value()
 
-        return types.void(raw, types.uint64, xq, xd, xs, types.uint64, lut, out), codegen
+        return types.void(raw, types.uint64, xq, xd, xs, types.uint64, out), codegen
 
-    typer.__name__ = f"tile_dot_{ggml_type.name.lower()}_{tokens}"
+    typer.__name__ = f"tile_dot_{ggml_type.name.lower()}_{tile_rows}x{tokens}"
     return intrinsic(typer)
 
 

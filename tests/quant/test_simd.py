@@ -93,6 +93,8 @@ def test_batch_invariance(ggml_type, monkeypatch):
     last = m.matmul(x[:18])  # token 17 as the odd one out
     np.testing.assert_array_equal(bits(batch[17]), bits(single[0]))
     np.testing.assert_array_equal(bits(last[17]), bits(single[0]))
+    for n in range(1, 10):  # every tile plan: whole groups, a short group, a lone last token
+        np.testing.assert_array_equal(bits(m.matmul(x[:n])), bits(batch[:n]))
     monkeypatch.setattr(simd, "SERIAL_WORK", 0)  # the prange kernel
     np.testing.assert_array_equal(bits(m.matmul(x)), bits(batch))
     np.testing.assert_array_equal(bits(m.matmul(x[17:18])), bits(single))
@@ -128,7 +130,7 @@ def test_memmapped_unaligned_read_only_weights(ggml_type, tmp_path):
 def test_registered_and_selected_on_this_cpu():
     for t in SIMD_TYPES:
         (k,) = [k for k in implementations(t) if k.name == simd.NAME]
-        assert k.requires == frozenset({"avx2", "fma"}) and k.priority > 0
+        assert k.requires == frozenset({"avx2", "fma", "f16c"}) and k.priority > 0
         assert kernels.select(t).name == simd.NAME
     # get_rows stays the portable, bit-exact decoder
     m, ref = make(GGMLType.Q4_1, 5, seed=13)
