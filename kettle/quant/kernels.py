@@ -40,7 +40,7 @@ SCRATCH = ROWS * CHUNK  # floats of per-thread decoded scratch (16 KiB)
 ACC = 2 * ROWS  # chunk sums of a token pair
 
 
-SOURCE_SALT = source_salt("_jit.py", "unpack.py", "types.py", "kernels.py")
+SOURCE_SALT = source_salt("quant/_jit.py", "quant/unpack.py", "quant/types.py", "quant/kernels.py")
 
 
 @inline_jit

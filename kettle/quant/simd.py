@@ -50,7 +50,7 @@ CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's s
 SERIAL_WORK = 1 << 17  # weight blocks x tokens below which a call stays on the calling thread (~150 us)
 
 
-SOURCE_SALT = source_salt("_jit.py", "types.py", "simd_ir.py", "simd.py")
+SOURCE_SALT = source_salt("quant/_jit.py", "quant/types.py", "quant/simd_ir.py", "quant/simd.py")
 
 
 def tile_dot(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
