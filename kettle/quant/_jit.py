@@ -29,16 +29,18 @@ from numba.extending import intrinsic
 
 U = numba.uint64  # index type of every kernel (see module docstring)
 
-# Matmul kernels: fused multiply-add and reassociated reductions allowed.
-matmul_jit = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+# error_model="numpy" everywhere: no ZeroDivisionError check per float division
+# (see kettle/ops/_jit.py). Matmul kernels: fused multiply-add and reassociated
+# reductions allowed.
+matmul_jit = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
 # Dequantizing kernels: IEEE arithmetic, bit-exact with the numpy reference.
-exact_jit = numba.njit(cache=True, nogil=True)
+exact_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # Helpers inlined at numba-IR level take the flags of the kernel that calls them
 # (the decoders: bit-exact in one kernel, fused multiply-adds in another).
 inline_jit = numba.njit(inline="always")
 # Small integer helpers: ordinary calls that LLVM inlines. Inlining them at
 # numba-IR level instead re-types every call site and triples compile time.
-helper_jit = numba.njit(cache=True, nogil=True)
+helper_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @intrinsic

@@ -47,7 +47,7 @@ PRIORITY = 1  # above the portable kernels
 ROWS = 8  # weight rows per parallel tile
 TOKENS = TILE_TOKENS[-1]  # tokens per tile_dot call
 CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's sign trick)
-SERIAL_WORK = 1 << 17  # weight blocks x tokens below which a call stays on the calling thread (~150 us)
+SERIAL_WORK = 1 << 16  # weight blocks x tokens below which a call stays on the calling thread (~70 us)
 
 
 SOURCE_SALT = source_salt("quant/_jit.py", "quant/types.py", "quant/simd_ir.py", "quant/simd.py")
@@ -99,7 +99,7 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
     type_id, salt, mode = int(ggml_type), SOURCE_SALT, parallel  # closure values key numba's cache
     step = TILE_ROWS[ggml_type]
 
-    @numba.njit(parallel=parallel, cache=True, nogil=True)
+    @numba.njit(parallel=parallel, cache=True, nogil=True, error_model="numpy")
     def kernel(raw, x, out, lut):
         # W (d, k) as raw (d, row_nbytes) uint8, x (n, k) float32 -> out (n, d) = x @ W.T
         _ = (salt, mode)
