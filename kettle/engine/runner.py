@@ -9,12 +9,14 @@ server's continuous batching), a long prompt split into ``num_batch`` chunks
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import numba
 import numpy as np
 
 from kettle.engine.kv_cache import KVCache
+from kettle.engine.threads import ThreadGovernor
 from kettle.errors import Cancelled, ContextOverflow, InvalidParameter
 from kettle.models import Transformer
 
@@ -33,6 +35,7 @@ class Runner:
         self.n_batch = n_batch
         self.n_thread = n_thread if n_thread > 0 else numba.config.NUMBA_NUM_THREADS
         self.n_thread = min(self.n_thread, numba.config.NUMBA_NUM_THREADS)
+        self.threads = ThreadGovernor(self.n_thread)  # 1 or n_thread per step, by measurement
         self.cache = KVCache(cfg.n_layer, cfg.n_kv_head, cfg.head_dim, n_ctx, n_slots)
         # One forward at a time: the cache is shared state.
         self.lock = threading.Lock()
@@ -78,7 +81,6 @@ class Runner:
                 raise ValueError("outputs must index rows of the batch")
         with self.lock:
             self.cache.check_append(seq, pos, tok)
-            numba.set_num_threads(self.n_thread)
             width = self.model.config.n_embd if hidden else n_vocab
             result = np.empty((out.shape[0], width), dtype=np.float32)
             for start in range(0, n, self.n_batch):
@@ -88,7 +90,11 @@ class Runner:
                 mask = (out >= start) & (out < stop)
                 rows = out[mask] - start
                 sl = slice(start, stop)
+                threads = self.threads.choose(stop - start)
+                numba.set_num_threads(threads)
+                t0 = time.perf_counter()
                 chunk = self.model.forward(tok[sl], pos[sl], seq[sl], self.cache, rows, hidden=hidden)
+                self.threads.record(stop - start, threads, time.perf_counter() - t0)
                 self.cache.commit(seq[sl], tok[sl])
                 result[mask] = chunk
             return result

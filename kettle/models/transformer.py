@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from kettle.models.base import W, BoundWeights
+from kettle.quant import matmul_many
 from kettle.ops import (
     RopeStyle,
     add_inplace,
@@ -159,9 +160,7 @@ class _Block:
         cfg = self.cfg
         n = x.shape[0]
         h = rms_norm(x, self.attn_norm, cfg.eps)  # (n, n_embd)
-        q = self.wq.matmul(h)  # (n, n_head * hd)
-        k = self.wk.matmul(h)  # (n, n_kv * hd)
-        v = self.wv.matmul(h)  # (n, n_kv * hd)
+        q, k, v = matmul_many((self.wq, self.wk, self.wv), h)  # (n, n_head * hd), 2 x (n, n_kv * hd)
         if self.bq is not None:
             q += self.bq
         if self.bk is not None:
@@ -186,8 +185,7 @@ class _Block:
         add_inplace(x, o)
 
         h = rms_norm(x, self.ffn_norm, cfg.eps)
-        gate = self.w_gate.matmul(h)  # (n, n_ff)
-        up = self.w_up.matmul(h)  # (n, n_ff)
+        gate, up = matmul_many((self.w_gate, self.w_up), h)  # 2 x (n, n_ff)
         self.act(gate, up)
         d = self.w_down.matmul(gate)  # (n, n_embd)
         if self.post_ffn_norm is not None:

@@ -167,6 +167,9 @@ class KernelSet:
     rows: Callable  # (raw, ids, lut, out, unit) -> None, see make_rows
     requires: frozenset[str] = field(default_factory=frozenset)  # host CPU features needed
     priority: int = 0  # the highest runnable priority wins
+    # (raws, x, outs, lut, unit) -> None: several matrices of this type and width
+    # times one x in one call (one thread team, x prepared once); None: one by one
+    matmul_many: Callable | None = None
 
 
 _REGISTRY: dict[GGMLType, list[KernelSet]] = {}

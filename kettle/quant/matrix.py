@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from kettle.errors import TokenizerError, WeightError
@@ -77,15 +79,8 @@ class QuantMatrix:
         given, must be a writable C-contiguous float32 (n, d) array not
         overlapping ``x``; it is filled and returned.
         """
-        x = np.asarray(x)
-        vector = x.ndim == 1
-        if vector:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.cols:
-            raise WeightError(
-                f"matmul input of shape {x.shape} does not fit a {self.shape} matrix (needs (n, {self.cols}))"
-            )
-        x = _read_only(np.ascontiguousarray(x, dtype=np.float32))
+        vector = np.ndim(x) == 1
+        x = self._prepare(x)
         n = x.shape[0]
         if out is None:
             out = np.empty((n, self.rows), dtype=np.float32)
@@ -98,6 +93,17 @@ class QuantMatrix:
         if n and self.rows:
             self._kernels.matmul(self._raw, x, out.reshape(n, self.rows), f16_table(), 1)
         return out[0] if vector and out.ndim == 2 else out
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """x as a read-only C-contiguous float32 (n, cols) array (1-D x is one row)."""
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.cols:
+            raise WeightError(
+                f"matmul input of shape {x.shape} does not fit a {self.shape} matrix (needs (n, {self.cols}))"
+            )
+        return _read_only(np.ascontiguousarray(x, dtype=np.float32))
 
     def get_rows(self, ids: np.ndarray) -> np.ndarray:
         """Rows ``ids`` of W as float32 (len(ids), k) (the embedding lookup).
@@ -121,3 +127,27 @@ class QuantMatrix:
     def dequantize(self) -> np.ndarray:
         """The whole matrix as float32 (rows, cols): for tests and small tensors only."""
         return self.get_rows(np.arange(self.rows, dtype=np.int64))
+
+
+def matmul_many(mats: Sequence[QuantMatrix], x: np.ndarray) -> list[np.ndarray]:
+    """``[x @ W.T for W in mats]``: x (n, k) float32 -> a list of (n, d_W) arrays.
+
+    Matrices of one type, width and kernel set (say a layer's q, k and v) go
+    through one kernel call: x is prepared once and every matrix's rows share
+    one thread team, so small matrices are worth the second thread together.
+    Otherwise, or when the kernels cannot, one call each. The results are the
+    same bits as ``W.matmul(x)`` for each W (see ``matmul``).
+    """
+    if not mats:
+        return []
+    head = mats[0]
+    kernels = head._kernels
+    fusable = kernels.matmul_many is not None and all(
+        m._kernels is kernels and m.cols == head.cols for m in mats[1:]
+    )
+    x = head._prepare(x)
+    if not fusable or len(mats) == 1 or x.shape[0] == 0:
+        return [m.matmul(x) for m in mats]
+    outs = tuple(np.empty((x.shape[0], m.rows), dtype=np.float32) for m in mats)
+    kernels.matmul_many(tuple(m._raw for m in mats), x, outs, f16_table(), 1)
+    return list(outs)

@@ -47,7 +47,10 @@ PRIORITY = 1  # above the portable kernels
 ROWS = 8  # weight rows per parallel tile
 TOKENS = TILE_TOKENS[-1]  # tokens per tile_dot call
 CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's sign trick)
-SERIAL_WORK = 1 << 16  # weight blocks x tokens below which a call stays on the calling thread (~70 us)
+# Weight blocks x tokens below which a call stays on the calling thread (~20 us:
+# less than a second thread saves). Whether a step's calls get a second thread
+# at all is the runner's choice (kettle.engine.threads), made by measuring.
+SERIAL_WORK = 1 << 14
 
 
 SOURCE_SALT = source_salt("quant/_jit.py", "quant/types.py", "quant/simd_ir.py", "quant/simd.py")
@@ -95,24 +98,32 @@ def quantize_row(x, t, xq, xd, xs):
 
 
 def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
-    """``kernel(raw, x, out, lut)``: quantize x, then out = x @ W.T (see module doc)."""
+    """``kernel(raws, x, outs, lut)``: quantize x once, then outs[m] = x @ W_m.T for
+    every matrix of the tuple ``raws`` (all of this type and width; see module doc)."""
     type_id, salt, mode = int(ggml_type), SOURCE_SALT, parallel  # closure values key numba's cache
     step = TILE_ROWS[ggml_type]
 
     @numba.njit(parallel=parallel, cache=True, nogil=True, error_model="numpy")
-    def kernel(raw, x, out, lut):
-        # W (d, k) as raw (d, row_nbytes) uint8, x (n, k) float32 -> out (n, d) = x @ W.T
+    def kernel(raws, x, outs, lut):
+        # W_m (d_m, k) as raws[m] (d_m, row_nbytes) uint8, x (n, k) float32 -> outs[m] (n, d_m) = x @ W_m.T
         _ = (salt, mode)
-        d, n = raw.shape[0], x.shape[0]
+        n = x.shape[0]
         xq = np.empty(x.shape, np.int8)  # (n, k) activation codes
         xd = np.empty((n, x.shape[1] // QK), np.float32)  # block scales
         xs = np.empty((n, x.shape[1] // QK), np.float32)  # block scale * code sum
         for t in prange(n):
             quantize_row(x, t, xq, xd, xs)
+        first = np.zeros(len(raws) + 1, np.int64)  # first tile of each matrix, then the total
+        for m in range(len(raws)):
+            first[m + 1] = first[m] + (raws[m].shape[0] + ROWS - 1) // ROWS
         last = n - 1 if n % TOKENS == 1 else n  # a last lone token takes the one-token call
-        for tile in prange((d + ROWS - 1) // ROWS):
-            r0 = tile * ROWS
-            r1 = min(r0 + ROWS, d)
+        for tile in prange(first[len(raws)]):
+            m = 0
+            while tile >= first[m + 1]:
+                m += 1
+            raw, out = raws[m], outs[m]
+            r0 = (tile - first[m]) * ROWS
+            r1 = min(r0 + ROWS, raw.shape[0])
             for t in range(0, last, TOKENS):  # a short last group repeats its last token
                 for r in range(r0, r1, step):
                     tile_dot(type_id, TOKENS, raw, U(r), xq, xd, xs, U(t), out)
@@ -123,22 +134,28 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
     return kernel
 
 
-def make_matmul(ggml_type: GGMLType) -> Callable:
-    """The ``KernelSet.matmul`` of ``ggml_type``: ``matmul(raw, x, out, lut, unit)``, out = x @ W.T."""
+def make_matmul(ggml_type: GGMLType) -> tuple[Callable, Callable]:
+    """The ``KernelSet.matmul`` and ``matmul_many`` of ``ggml_type`` (one kernel behind both)."""
     serial, parallel = _make_kernel(ggml_type, False), _make_kernel(ggml_type, True)
 
-    def matmul(raw: np.ndarray, x: np.ndarray, out: np.ndarray, lut: np.ndarray, unit: int) -> None:
+    def matmul_many(raws: tuple[np.ndarray, ...], x: np.ndarray, outs: tuple[np.ndarray, ...],
+                    lut: np.ndarray, unit: int) -> None:
         n, k = x.shape
-        (serial if raw.shape[0] * (k // QK) * n < SERIAL_WORK else parallel)(raw, x, out, lut)
+        work = sum(raw.shape[0] for raw in raws) * (k // QK) * n
+        (serial if work < SERIAL_WORK else parallel)(raws, x, outs, lut)
 
-    return matmul
+    def matmul(raw: np.ndarray, x: np.ndarray, out: np.ndarray, lut: np.ndarray, unit: int) -> None:
+        matmul_many((raw,), x, (out,), lut, unit)
+
+    return matmul, matmul_many
 
 
 def register_simd() -> None:
     """Register the AVX2 kernels (chosen by ``kernels.select`` only on a CPU that has AVX2 and FMA)."""
     for ggml_type in DECODERS:
         rows = next(k.rows for k in implementations(ggml_type) if k.name == "portable")
-        register(KernelSet(NAME, ggml_type, make_matmul(ggml_type), rows, REQUIRES, PRIORITY))
+        matmul, matmul_many = make_matmul(ggml_type)
+        register(KernelSet(NAME, ggml_type, matmul, rows, REQUIRES, PRIORITY, matmul_many))
 
 
 register_simd()

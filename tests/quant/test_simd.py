@@ -12,8 +12,8 @@ import numba
 import numpy as np
 import pytest
 
-from kettle.errors import UnsupportedModel
-from kettle.quant import GGMLType, QuantMatrix, dequantize, implementations, kernels, simd
+from kettle.errors import UnsupportedModel, WeightError
+from kettle.quant import GGMLType, QuantMatrix, dequantize, implementations, kernels, matmul_many, simd
 from tests.quant.conftest import assert_thread_count_invariant, random_blocks
 
 needs_simd = pytest.mark.skipif(
@@ -148,3 +148,32 @@ def test_never_selected_without_avx2(monkeypatch):
                 kernels.select(t, simd.NAME)
     finally:
         kernels.select.cache_clear()
+
+
+@needs_simd
+@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q6_K], ids=lambda t: t.name)
+def test_matmul_many_is_each_matmul(ggml_type, monkeypatch):
+    """One fused call over several matrices (q, k, v) gives each matrix's own bits, serial or parallel."""
+    mats = [make(ggml_type, rows, seed=rows)[0] for rows in (21, 5, 8)]
+    x = np.random.default_rng(5).standard_normal((9, mats[0].cols)).astype(np.float32)
+    for work in (1 << 40, 0):  # all serial, all parallel
+        monkeypatch.setattr(simd, "SERIAL_WORK", work)
+        for n in (1, 3, 4, 9):
+            fused = matmul_many(mats, x[:n])
+            assert [f.shape for f in fused] == [(n, m.rows) for m in mats]
+            for f, m in zip(fused, mats, strict=True):
+                np.testing.assert_array_equal(bits(f), bits(m.matmul(x[:n])))
+
+
+@needs_simd
+def test_matmul_many_mixed_types_and_widths():
+    a, _ = make(GGMLType.Q4_1, 7, seed=1)
+    b, _ = make(GGMLType.Q8_0, 6, seed=2)  # another type: a call of its own
+    c, _ = make(GGMLType.Q4_1, 4, seed=3, cols=64)  # another width: refused like matmul
+    x = np.random.default_rng(6).standard_normal((3, a.cols)).astype(np.float32)
+    got = matmul_many([a, b], x)
+    np.testing.assert_array_equal(bits(got[0]), bits(a.matmul(x)))
+    np.testing.assert_array_equal(bits(got[1]), bits(b.matmul(x)))
+    assert matmul_many([], x) == []
+    with pytest.raises(WeightError):
+        matmul_many([a, c], x)

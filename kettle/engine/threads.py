@@ -1,0 +1,88 @@
+"""How many threads a forward step uses, chosen by measuring.
+
+A small step (a decode of one or a few sequences) is hundreds of short kernel
+calls. With the cores free, spreading each call over every thread is up to
+1.5x faster; with another process busy on a core, every parallel call waits
+for a descheduled worker and the step runs 3-8x *slower* than on one thread
+(measured on the 2-core dev box: SmolLM2, 4 sequences, 64 vs 11 steps/s).
+No setting fits both, and the load changes while a server runs, so
+``ThreadGovernor`` keeps timing both choices: per step size it runs the one
+that has been faster, and now and then tries the other once (less often while
+the tries confirm the choice).
+
+Results do not depend on the choice: every kernel computes the same bits on
+any number of threads (see ``kettle.quant.kernels``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ADAPTIVE_TOKENS = 16  # steps of more tokens always use every thread (their calls are large)
+WARMUP = 6  # first steps of a size: alternate the two choices (each one's first timing is discarded)
+PROBE_FIRST, PROBE_MAX = 8, 256  # then, steps between two tries of the other choice: doubled
+# each time a try confirms the choice (a try of the parallel one on a busy machine costs 3-8 steps)
+SMOOTHING = 0.3  # weight of a new timing in the running average
+
+
+@dataclass
+class _Timings:
+    average: dict[int, float] = field(default_factory=dict)  # threads -> seconds per step
+    seen: dict[int, int] = field(default_factory=dict)  # threads -> steps timed
+    steps: int = 0
+    probe_every: int = PROBE_FIRST
+    next_probe: int = WARMUP + PROBE_FIRST
+    probing: int | None = None  # the choice a try is timing, and the one it challenges
+    champion: int | None = None
+
+
+class ThreadGovernor:
+    """Picks 1 or ``n_thread`` threads for each step of ``n_tokens`` tokens (see module doc)."""
+
+    def __init__(self, n_thread: int) -> None:
+        self.n_thread = n_thread
+        self._sizes: dict[int, _Timings] = {}
+
+    def _adaptive(self, n_tokens: int) -> bool:
+        return self.n_thread > 1 and n_tokens <= ADAPTIVE_TOKENS
+
+    def choose(self, n_tokens: int) -> int:
+        """The thread count for the next step of ``n_tokens`` tokens."""
+        if not self._adaptive(n_tokens):
+            return self.n_thread
+        t = self._sizes.setdefault(n_tokens, _Timings())
+        t.steps += 1
+        if t.steps <= WARMUP or len(t.average) < 2:
+            return self.n_thread if t.steps % 2 else 1
+        best = min(t.average, key=t.average.__getitem__)
+        if t.steps < t.next_probe:
+            return best
+        t.probing, t.champion = (1 if best == self.n_thread else self.n_thread), best
+        return t.probing
+
+    def record(self, n_tokens: int, threads: int, seconds: float) -> None:
+        """Report how long a step of ``n_tokens`` tokens took on ``threads`` threads."""
+        if not self._adaptive(n_tokens):
+            return
+        t = self._sizes.setdefault(n_tokens, _Timings())
+        seen = t.seen.get(threads, 0)
+        t.seen[threads] = seen + 1
+        if seen == 0:
+            return  # a first step pays for compiling, faulting pages in, filling caches
+        old = t.average.get(threads)
+        if old is None or t.probing == threads:  # a try replaces its choice's stale average
+            t.average[threads] = seconds
+        else:
+            t.average[threads] = old + SMOOTHING * (seconds - old)
+        if t.probing == threads:  # a try ended: back off while the choice holds
+            kept = min(t.average, key=t.average.__getitem__) == t.champion
+            t.probe_every = min(2 * t.probe_every, PROBE_MAX) if kept else PROBE_FIRST
+            t.next_probe = t.steps + t.probe_every
+            t.probing = t.champion = None
+
+    def preferred(self, n_tokens: int) -> int | None:
+        """The thread count steps of ``n_tokens`` tokens now run on (None: not measured yet)."""
+        t = self._sizes.get(n_tokens)
+        if not self._adaptive(n_tokens) or t is None or len(t.average) < 2:
+            return None
+        return min(t.average, key=t.average.__getitem__)

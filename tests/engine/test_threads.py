@@ -1,0 +1,54 @@
+"""ThreadGovernor: the thread count of small steps follows the measured step times."""
+
+from __future__ import annotations
+
+from kettle.engine.threads import ADAPTIVE_TOKENS, PROBE_MAX, WARMUP, ThreadGovernor
+
+
+def drive(gov: ThreadGovernor, n_tokens: int, cost: dict[int, float], steps: int) -> list[int]:
+    """Run ``steps`` steps whose time on t threads is cost[t]; return the choices made."""
+    chosen = []
+    for _ in range(steps):
+        t = gov.choose(n_tokens)
+        gov.record(n_tokens, t, cost[t])
+        chosen.append(t)
+    return chosen
+
+
+def test_settles_on_the_faster_choice_and_probes_less_and_less():
+    gov = ThreadGovernor(2)
+    chosen = drive(gov, 1, {2: 0.010, 1: 0.014}, 1000)
+    assert set(chosen[:WARMUP]) == {1, 2}
+    assert gov.preferred(1) == 2
+    tries = [i for i, t in enumerate(chosen) if t == 1 and i >= WARMUP]
+    assert 3 <= len(tries) <= 10  # backed off: 8, 16, 32, ... steps apart
+    assert tries[-1] - tries[-2] == PROBE_MAX
+
+
+def test_follows_a_change_of_load():
+    gov = ThreadGovernor(2)
+    drive(gov, 4, {2: 0.016, 1: 0.025}, 300)
+    assert gov.preferred(4) == 2
+    chosen = drive(gov, 4, {2: 0.100, 1: 0.027}, 300)  # another process takes a core
+    assert gov.preferred(4) == 1 and chosen[-100:].count(2) <= 2
+    drive(gov, 4, {2: 0.016, 1: 0.025}, 2 * PROBE_MAX)  # and leaves: the next try notices
+    assert gov.preferred(4) == 2
+
+
+def test_sizes_are_separate_and_large_steps_use_every_thread():
+    gov = ThreadGovernor(2)
+    drive(gov, 1, {2: 0.010, 1: 0.005}, 50)
+    drive(gov, 4, {2: 0.010, 1: 0.020}, 50)
+    assert (gov.preferred(1), gov.preferred(4)) == (1, 2)
+    assert gov.choose(ADAPTIVE_TOKENS + 1) == 2 and gov.preferred(ADAPTIVE_TOKENS + 1) is None
+    assert ThreadGovernor(1).choose(1) == 1
+
+
+def test_first_timing_of_each_choice_is_discarded():
+    gov = ThreadGovernor(2)
+    first = {2: 5.0, 1: 5.0}  # compile and page faults
+    for _ in range(2):
+        t = gov.choose(1)
+        gov.record(1, t, first[t])
+    drive(gov, 1, {2: 0.010, 1: 0.014}, WARMUP)
+    assert gov.preferred(1) == 2
