@@ -1,4 +1,8 @@
-"""AVX2 matmul kernels: int8 dot products on the packed blocks, as llama.cpp does.
+"""x86 SIMD matmul kernels: int8 dot products on the packed blocks, as llama.cpp does.
+
+Two registered flavours of the same kernels: ``avx2`` (AVX2, FMA, F16C) and
+``avx512vnni`` (the same with ``vpdpbusd``, where the CPU has AVX-512 VNNI/VL;
+identical results, fewer instructions).
 
 ``matmul(raw, x, out, lut, unit)`` (the ``KernelSet.matmul`` contract) first
 quantizes each activation row ``x[t]`` to int8 blocks of 32 elements (Q8_0
@@ -20,9 +24,9 @@ the calling thread, larger ones over ``prange`` tiles; both compile the same
 per-element code (the dot product is fixed IR, the quantizer is compiled
 without ``fastmath``), so the choice does not change a bit.
 
-Registered for the types ``simd_ir`` implements, requiring AVX2 and FMA;
-``kernels.select`` never picks them elsewhere, and nothing here compiles
-before a first call.
+Registered for the types ``simd_ir`` implements, each flavour with the CPU
+features it needs; ``kernels.select`` never picks one elsewhere (compiling it
+there would abort the process), and nothing here compiles before a first call.
 """
 
 from __future__ import annotations
@@ -38,12 +42,15 @@ from numba.extending import overload
 
 from kettle.quant._jit import U, source_salt
 from kettle.quant.kernels import KernelSet, implementations, register
-from kettle.quant.simd_ir import DECODERS, TILE_DOTS, TILE_ROWS, TILE_TOKENS
+from kettle.quant.simd_ir import DECODERS, FLAVOURS, TILE_DOTS, TILE_ROWS, TILE_TOKENS
 from kettle.quant.types import QK, GGMLType
 
 NAME = "avx2"
 REQUIRES = frozenset({"avx2", "fma", "f16c"})
 PRIORITY = 1  # above the portable kernels
+VNNI_NAME = "avx512vnni"  # the same kernels, vpdpbusd for vpmaddubsw + vpmaddwd
+VNNI_REQUIRES = REQUIRES | {"avx512vnni", "avx512vl"}
+VNNI_PRIORITY = 2
 ROWS = 8  # weight rows per parallel tile
 TOKENS = TILE_TOKENS[-1]  # tokens per tile_dot call
 CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's sign trick)
@@ -56,18 +63,19 @@ SERIAL_WORK = 1 << 14
 SOURCE_SALT = source_salt("quant/_jit.py", "quant/types.py", "quant/simd_ir.py", "quant/simd.py")
 
 
-def tile_dot(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
-    """``simd_ir``'s tile dot product of type ``type_id`` over ``tokens`` tokens (compile-time constants)."""
+def tile_dot(type_id, tokens, flavour, raw, r0, xq, xd, xs, t0, out):
+    """``simd_ir``'s tile dot product of type ``type_id`` over ``tokens`` tokens, emitted
+    for ``FLAVOURS[flavour]`` (all three compile-time constants)."""
     raise NotImplementedError("tile_dot runs inside numba kernels only")
 
 
 @overload(tile_dot, inline="always")
-def _tile_dot_typing(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
-    if not (isinstance(type_id, numba.types.IntegerLiteral) and isinstance(tokens, numba.types.IntegerLiteral)):
+def _tile_dot_typing(type_id, tokens, flavour, raw, r0, xq, xd, xs, t0, out):
+    if not all(isinstance(a, numba.types.IntegerLiteral) for a in (type_id, tokens, flavour)):
         return None
-    dot = TILE_DOTS[GGMLType(type_id.literal_value), tokens.literal_value]
+    dot = TILE_DOTS[GGMLType(type_id.literal_value), tokens.literal_value, FLAVOURS[flavour.literal_value]]
 
-    def impl(type_id, tokens, raw, r0, xq, xd, xs, t0, out):
+    def impl(type_id, tokens, flavour, raw, r0, xq, xd, xs, t0, out):
         dot(raw, r0, xq, xd, xs, t0, out)
 
     return impl
@@ -97,16 +105,17 @@ def quantize_row(x, t, xq, xd, xs):
         xs[t, b] = d * np.float32(total)
 
 
-def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
+def _make_kernel(ggml_type: GGMLType, parallel: bool, flavour: str) -> Callable:
     """``kernel(raws, x, outs, lut)``: quantize x once, then outs[m] = x @ W_m.T for
     every matrix of the tuple ``raws`` (all of this type and width; see module doc)."""
-    type_id, salt, mode = int(ggml_type), SOURCE_SALT, parallel  # closure values key numba's cache
+    # closure values key numba's cache
+    type_id, salt, mode, isa = int(ggml_type), SOURCE_SALT, parallel, FLAVOURS.index(flavour)
     step = TILE_ROWS[ggml_type]
 
     @numba.njit(parallel=parallel, cache=True, nogil=True, error_model="numpy")
     def kernel(raws, x, outs, lut):
         # W_m (d_m, k) as raws[m] (d_m, row_nbytes) uint8, x (n, k) float32 -> outs[m] (n, d_m) = x @ W_m.T
-        _ = (salt, mode)
+        _ = (salt, mode, isa)
         n = x.shape[0]
         xq = np.empty(x.shape, np.int8)  # (n, k) activation codes
         xd = np.empty((n, x.shape[1] // QK), np.float32)  # block scales
@@ -126,17 +135,17 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool) -> Callable:
             r1 = min(r0 + ROWS, raw.shape[0])
             for t in range(0, last, TOKENS):  # a short last group repeats its last token
                 for r in range(r0, r1, step):
-                    tile_dot(type_id, TOKENS, raw, U(r), xq, xd, xs, U(t), out)
+                    tile_dot(type_id, TOKENS, isa, raw, U(r), xq, xd, xs, U(t), out)
             if last < n:
                 for r in range(r0, r1, step):
-                    tile_dot(type_id, 1, raw, U(r), xq, xd, xs, U(last), out)
+                    tile_dot(type_id, 1, isa, raw, U(r), xq, xd, xs, U(last), out)
 
     return kernel
 
 
-def make_matmul(ggml_type: GGMLType) -> tuple[Callable, Callable]:
+def make_matmul(ggml_type: GGMLType, flavour: str) -> tuple[Callable, Callable]:
     """The ``KernelSet.matmul`` and ``matmul_many`` of ``ggml_type`` (one kernel behind both)."""
-    serial, parallel = _make_kernel(ggml_type, False), _make_kernel(ggml_type, True)
+    serial, parallel = _make_kernel(ggml_type, False, flavour), _make_kernel(ggml_type, True, flavour)
 
     def matmul_many(raws: tuple[np.ndarray, ...], x: np.ndarray, outs: tuple[np.ndarray, ...],
                     lut: np.ndarray, unit: int) -> None:
@@ -151,11 +160,13 @@ def make_matmul(ggml_type: GGMLType) -> tuple[Callable, Callable]:
 
 
 def register_simd() -> None:
-    """Register the AVX2 kernels (chosen by ``kernels.select`` only on a CPU that has AVX2 and FMA)."""
+    """Register the AVX2 and AVX-512 VNNI kernels (``kernels.select`` picks one only on a
+    CPU that has what it requires)."""
     for ggml_type in DECODERS:
         rows = next(k.rows for k in implementations(ggml_type) if k.name == "portable")
-        matmul, matmul_many = make_matmul(ggml_type)
-        register(KernelSet(NAME, ggml_type, matmul, rows, REQUIRES, PRIORITY, matmul_many))
+        for name, requires, priority in ((NAME, REQUIRES, PRIORITY), (VNNI_NAME, VNNI_REQUIRES, VNNI_PRIORITY)):
+            matmul, matmul_many = make_matmul(ggml_type, name)
+            register(KernelSet(name, ggml_type, matmul, rows, requires, priority, matmul_many))
 
 
 register_simd()

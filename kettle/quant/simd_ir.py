@@ -1,6 +1,6 @@
 """AVX2 LLVM IR for the int8 dot products of the SIMD kernels (see ``simd``).
 
-``TILE_DOTS[type, tokens]`` is a numba intrinsic computing a tile of dot
+``TILE_DOTS[type, tokens, flavour]`` is a numba intrinsic computing a tile of dot
 products of weight rows (still quantized) with activation rows quantized to
 int8 blocks of 32 (``xq`` codes, ``xd`` scales, ``xs`` = scale * code sum):
 
@@ -67,10 +67,17 @@ class Group:
 
 
 class Emitter:
-    """IR building blocks for one row dot product, bound to an IR builder."""
+    """IR building blocks for one row dot product, bound to an IR builder.
 
-    def __init__(self, builder: ir.IRBuilder):
+    With ``vnni`` (AVX-512 VNNI and VL), a group without pair weights takes one
+    ``vpdpbusd`` (unsigned x signed bytes, four products summed into each int32
+    lane) instead of ``vpmaddubsw`` + ``vpmaddwd``: the same exact integer sums
+    (the codes never reach ``vpmaddubsw``'s int16 saturation), one instruction.
+    """
+
+    def __init__(self, builder: ir.IRBuilder, vnni: bool = False):
         self.b = builder
+        self.vnni = vnni
 
     def _call(self, name: str, ret: ir.Type, *args: ir.Value) -> ir.Value:
         fnty = ir.FunctionType(ret, [a.type for a in args])
@@ -123,6 +130,12 @@ class Emitter:
         """vpmaddwd: <8 x i32> of p[2i]*w[2i] + p[2i+1]*w[2i+1]."""
         return self._call("llvm.x86.avx2.pmadd.wd", V8I32, p, weights)
 
+    def _dpbusd(self, u: ir.Value, s: ir.Value) -> ir.Value:
+        """vpdpbusd: <8 x i32> of u[4i]*s[4i] + ... + u[4i+3]*s[4i+3] (u unsigned, s signed)."""
+        zero = ir.Constant(V8I32, [0] * 8)
+        u32, s32 = self.b.bitcast(u, V8I32), self.b.bitcast(s, V8I32)
+        return self._call("llvm.x86.avx512.vpdpbusd.256", V8I32, zero, u32, s32)
+
     def sign(self, v: ir.Value, signs: ir.Value) -> ir.Value:
         """vpsignb: v with the sign of ``signs`` (negated where < 0, zero where 0)."""
         return self._call("llvm.x86.avx2.psign.b", V32I8, v, signs)
@@ -145,7 +158,10 @@ class Emitter:
         x = self.load(xq, QK * g.act, V32I8)
         if g.signs is not None:
             x = self.sign(x, g.signs)
-        partial = self._quads(self._pairs(g.codes, x), _splat(V16I16, 1) if g.weights is None else g.weights)
+        if self.vnni and g.weights is None:
+            partial = self._dpbusd(g.codes, x)
+        else:
+            partial = self._quads(self._pairs(g.codes, x), _splat(V16I16, 1) if g.weights is None else g.weights)
         dx, sx = self.act(xd, xs, g.act)
         acc = self.fma(acc, partial, self.b.fmul(g.scale, dx))
         if g.offset is not None:
@@ -267,7 +283,7 @@ def prefetch_rows(tile_rows: int) -> int:
     return max(8, 4 * tile_rows)
 
 
-def _tile_dot(ggml_type: GGMLType, tokens: int):
+def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
     """The intrinsic ``tile_dot(raw, r0, xq, xd, xs, t0, out)`` of one type.
 
     Computes ``out[t, r] = W[r] . x[t]`` for the ``TILE_ROWS[ggml_type]`` rows from ``r0`` and
@@ -314,7 +330,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int):
             x_rows = [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(xs_a, t, fp)) for t in toks]
             row_bytes = cgutils.unpack_tuple(builder, raw_a.shape, 2)[1]
             n_blocks = builder.udiv(row_bytes, ir.Constant(I64, info.type_size))
-            emit = Emitter(builder)
+            emit = Emitter(builder, vnni)
             slots = [
                 [
                     (
@@ -359,8 +375,9 @@ def _tile_dot(ggml_type: GGMLType, tokens: int):
 
         return types.void(raw, types.uint64, xq, xd, xs, types.uint64, out), codegen
 
-    typer.__name__ = f"tile_dot_{ggml_type.name.lower()}_{tile_rows}x{tokens}"
+    typer.__name__ = f"tile_dot_{ggml_type.name.lower()}_{tile_rows}x{tokens}{'_vnni' if vnni else ''}"
     return intrinsic(typer)
 
 
-TILE_DOTS = {(t, k): _tile_dot(t, k) for t in DECODERS for k in TILE_TOKENS}
+FLAVOURS = ("avx2", "avx512vnni")  # the instruction sets a tile can be emitted for
+TILE_DOTS = {(t, k, f): _tile_dot(t, k, f == "avx512vnni") for t in DECODERS for k in TILE_TOKENS for f in FLAVOURS}

@@ -20,6 +20,11 @@ needs_simd = pytest.mark.skipif(
     not simd.REQUIRES <= kernels.host_features(), reason="the CPU lacks AVX2/FMA: the SIMD kernels must not compile"
 )
 SIMD_TYPES = sorted(simd.DECODERS)
+# The flavours this CPU runs, best last: the tests compute with the best one and
+# check that every other gives the same bits.
+FLAVOURS_HERE = [name for name, needs in ((simd.NAME, simd.REQUIRES), (simd.VNNI_NAME, simd.VNNI_REQUIRES))
+                 if needs <= kernels.host_features()]
+BEST = FLAVOURS_HERE[-1] if FLAVOURS_HERE else simd.NAME
 TYPES = pytest.mark.parametrize("ggml_type", SIMD_TYPES, ids=lambda t: t.name)
 INT8_TOL = 1e-2  # |error| <= INT8_TOL * ||W[r]|| * ||x[t]|| with int8-quantized activations
 EXACT_TOL = 1e-5  # the same bound when the activations are int8 codes (quantized exactly)
@@ -33,7 +38,7 @@ def make(ggml_type: GGMLType, rows: int, seed: int, cols: int | None = None) -> 
     """A random (rows, cols) matrix computed by the SIMD kernels, and its float32 reference decode."""
     cols = cols or cols_for(ggml_type)
     raw = random_blocks(ggml_type, rows, cols, np.random.default_rng(seed))
-    return QuantMatrix(raw, ggml_type, (rows, cols), kernels=simd.NAME), dequantize(raw, ggml_type, (rows, cols))
+    return QuantMatrix(raw, ggml_type, (rows, cols), kernels=BEST), dequantize(raw, ggml_type, (rows, cols))
 
 
 def bits(a: np.ndarray) -> np.ndarray:
@@ -51,7 +56,7 @@ def assert_close(y: np.ndarray, x: np.ndarray, ref: np.ndarray, tol: float) -> N
 @pytest.mark.parametrize("rows", [1, 3, 21])  # partial tiles of 4 and 8 rows
 def test_matmul_matches_reference(ggml_type, rows):
     m, ref = make(ggml_type, rows, seed=rows)
-    assert m.kernel_name == simd.NAME
+    assert m.kernel_name == BEST
     x = np.random.default_rng(2).standard_normal((5, m.cols)).astype(np.float32)
     x[3] *= 1e-3  # rows of different magnitude
     assert_close(m.matmul(x), x, ref, INT8_TOL)
@@ -120,7 +125,7 @@ def test_memmapped_unaligned_read_only_weights(ggml_type, tmp_path):
     path.write_bytes(b"\0" * 3 + raw.tobytes())
     mapped = np.memmap(path, dtype=np.uint8, mode="r", offset=3, shape=raw.shape)
     assert not mapped.flags.writeable and mapped.ctypes.data % 4 != 0
-    m = QuantMatrix(mapped, ggml_type, (rows, cols), kernels=simd.NAME)
+    m = QuantMatrix(mapped, ggml_type, (rows, cols), kernels=BEST)
     x = rng.standard_normal((3, cols)).astype(np.float32)
     np.testing.assert_array_equal(bits(m.matmul(x)), bits(QuantMatrix(raw, ggml_type, (rows, cols)).matmul(x)))
     assert_close(m.matmul(x), x, dequantize(raw, ggml_type, (rows, cols)), INT8_TOL)
@@ -131,7 +136,9 @@ def test_registered_and_selected_on_this_cpu():
     for t in SIMD_TYPES:
         (k,) = [k for k in implementations(t) if k.name == simd.NAME]
         assert k.requires == frozenset({"avx2", "fma", "f16c"}) and k.priority > 0
-        assert kernels.select(t).name == simd.NAME
+        (v,) = [k for k in implementations(t) if k.name == simd.VNNI_NAME]
+        assert v.requires == k.requires | {"avx512vnni", "avx512vl"} and v.priority > k.priority
+        assert kernels.select(t).name == BEST
     # get_rows stays the portable, bit-exact decoder
     m, ref = make(GGMLType.Q4_1, 5, seed=13)
     np.testing.assert_array_equal(bits(m.dequantize()), bits(ref))
@@ -177,3 +184,17 @@ def test_matmul_many_mixed_types_and_widths():
     assert matmul_many([], x) == []
     with pytest.raises(WeightError):
         matmul_many([a, c], x)
+
+
+@needs_simd
+@pytest.mark.skipif(len(FLAVOURS_HERE) < 2, reason="one SIMD flavour runs on this CPU")
+@TYPES
+def test_flavours_agree_bit_for_bit(ggml_type):
+    """vpdpbusd and vpmaddubsw + vpmaddwd sum the same integers: the same floats follow."""
+    best, _ = make(ggml_type, 9, seed=21)
+    x = np.random.default_rng(22).standard_normal((6, best.cols)).astype(np.float32)
+    x[:, :32] = 127.0  # full-scale codes: any int16 saturation would show
+    for name in FLAVOURS_HERE[:-1]:
+        other = QuantMatrix(best._raw, ggml_type, best.shape, kernels=name)
+        for n in (1, 6):
+            np.testing.assert_array_equal(bits(other.matmul(x[:n])), bits(best.matmul(x[:n])))
