@@ -1,7 +1,7 @@
 """Server throughput: aggregate tokens/s and time to first token (TTFT) with 1, 4 and 8
 concurrent streaming clients, against llama.cpp's continuous batching in the same run.
 
-    python bench/server.py [--clients 1,4,8] [--tokens 64] [--threads 2] [--no-llama-cpp]
+    python bench/server.py [--clients 1,4,8] [--tokens 64] [--threads 2] [--reps 3] [--no-llama-cpp]
 
 kettle: a real ``kettle serve`` subprocess (a temporary store; KETTLE_NUM_PARALLEL = the
 largest client count; KETTLE_NUM_THREAD = --threads). N threads start together, each
@@ -187,11 +187,26 @@ class LlamaBatcher:
 
 # -- report ------------------------------------------------------------------------------
 
+def median_runs(counts: list[int], reps: int, run_one) -> dict[int, Result]:
+    """``reps`` rounds over the client counts (interleaved, so the machine's noise
+    falls on each alike); per count, the median rate and the median TTFT."""
+    runs: dict[int, list[Result]] = {n: [] for n in counts}
+    for rep in range(reps):
+        for i, n in enumerate(counts):
+            runs[n].append(run_one(n, 1 + rep * len(counts) + i))
+    return {
+        n: Result(statistics.median(r.tokens_per_s for r in rs), statistics.median(r.ttft_s for r in rs),
+                  int(statistics.median(r.tokens for r in rs)))
+        for n, rs in runs.items()
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", default="1,4,8")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3, help="runs per client count (interleaved); medians reported")
     ap.add_argument("--no-llama-cpp", action="store_true")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -199,7 +214,7 @@ def main() -> None:
     try:
         bench_kettle(url, 1, 8, 0)  # pull, load and compile
         bench_kettle(url, max(counts), 8, 0)
-        ours = {n: bench_kettle(url, n, args.tokens, run) for run, n in enumerate(counts, start=1)}
+        ours = median_runs(counts, args.reps, lambda n, run: bench_kettle(url, n, args.tokens, run))
     finally:
         proc.terminate()
         proc.wait(30)
@@ -211,7 +226,7 @@ def main() -> None:
 
             batcher = LlamaBatcher(resolve(MODEL).path, args.threads)
             batcher.run(prompts_for(1, 0), 8)  # warm-up
-            ref = {n: batcher.run(prompts_for(n, run), args.tokens) for run, n in enumerate(counts, start=1)}
+            ref = median_runs(counts, args.reps, lambda n, run: batcher.run(prompts_for(n, run), args.tokens))
         except ImportError:
             print("llama-cpp-python is not installed: no reference")
     single = ours[counts[0]].tokens_per_s

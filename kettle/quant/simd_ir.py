@@ -16,7 +16,10 @@ The block loop is emitted here, in IR, the way llama.cpp's
 one fused multiply-add into eight float lanes by the product of the two
 scales. Signed weight codes go through ``vpsignb`` (|w|, and x with w's sign)
 first. Offsets (Q4_1's ``m``, K-quants' mins) add ``offset * xs`` to a scalar.
-At the end the eight lanes and the scalar are summed in a fixed order.
+At the end the eight lanes and the scalar are summed in a fixed order. The
+scalar work is vectorized across a tile's tokens: each weight scale (and
+offset) multiplies the tokens' scales (and ``xs``) in one vector op, token t
+in lane t, so the per-element arithmetic is the one-token tile's.
 
 Batch invariance: every (row, token) has its own accumulators and the same
 operation sequence (no fast-math flags, explicit ``llvm.fma``) in every tile
@@ -98,11 +101,6 @@ class Emitter:
         """The byte at ``offset``, zero-extended to i32."""
         return self.b.zext(self.load(base, offset, I8), I32)
 
-    def act(self, xd: ir.Value, xs: ir.Value, block: int) -> tuple[ir.Value, ir.Value]:
-        """(scale, scale * code sum) of activation block ``block`` (float* bases)."""
-        at = ir.Constant(I64, block)
-        return self.b.load(self.b.gep(xd, [at])), self.b.load(self.b.gep(xs, [at]))
-
     # codes
     def nibbles(self, base: ir.Value, offset: int) -> tuple[ir.Value, ir.Value]:
         """The low and high nibbles of 32 bytes at ``offset``: two <32 x i8>."""
@@ -152,29 +150,32 @@ class Emitter:
         b = self.b.insert_element(ir.Constant(V16I16, None), hi, ir.Constant(I32, 0))
         return self.b.shuffle_vector(a, b, _lanes(*([0] * 8 + [16] * 8)))
 
-    def combine(self, g: Group, xq, xd, xs, acc: ir.Value, extra: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """Add group ``g`` times its activation block (xq: i8* of the weight block's first
-        activation code; xd, xs: float* of its first activation block) to (acc, extra)."""
+    def dot(self, g: Group, xq: ir.Value) -> ir.Value:
+        """<8 x i32> partial sums of group ``g``'s codes times its activation codes
+        (xq: i8* of the weight block's first activation code)."""
         x = self.load(xq, QK * g.act, V32I8)
         if g.signs is not None:
             x = self.sign(x, g.signs)
         if self.vnni and g.weights is None:
-            partial = self._dpbusd(g.codes, x)
-        else:
-            partial = self._quads(self._pairs(g.codes, x), _splat(V16I16, 1) if g.weights is None else g.weights)
-        dx, sx = self.act(xd, xs, g.act)
-        acc = self.fma(acc, partial, self.b.fmul(g.scale, dx))
-        if g.offset is not None:
-            extra = self.b.fadd(extra, self.b.fmul(g.offset, sx))
-        return acc, extra
+            return self._dpbusd(g.codes, x)
+        return self._quads(self._pairs(g.codes, x), _splat(V16I16, 1) if g.weights is None else g.weights)
 
-    def fma(self, acc: ir.Value, partial: ir.Value, scale: ir.Value) -> ir.Value:
-        """acc + float(partial) * scale (one fused multiply-add on 8 lanes)."""
-        splat = self.b.shuffle_vector(
-            self.b.insert_element(ir.Constant(V8F32, None), scale, ir.Constant(I32, 0)),
-            ir.Constant(V8F32, None),
-            _lanes(*([0] * 8)),
-        )
+    def splat(self, value: ir.Value, count: int) -> ir.Value:
+        """<count x float> of the float ``value``."""
+        vtype = ir.VectorType(F32, count)
+        one = self.b.insert_element(ir.Constant(vtype, None), value, ir.Constant(I32, 0))
+        return self.b.shuffle_vector(one, ir.Constant(vtype, None), _lanes(*([0] * count)))
+
+    def gather(self, pointers: list[ir.Value]) -> ir.Value:
+        """<len x float> of the floats at ``pointers`` (one per token)."""
+        vec = ir.Constant(ir.VectorType(F32, len(pointers)), None)
+        for i, ptr in enumerate(pointers):
+            vec = self.b.insert_element(vec, self.b.load(ptr), ir.Constant(I32, i))
+        return vec
+
+    def fma(self, acc: ir.Value, partial: ir.Value, scales: ir.Value, lane: int) -> ir.Value:
+        """acc + float(partial) * scales[lane] (one fused multiply-add on 8 lanes)."""
+        splat = self.b.shuffle_vector(scales, ir.Constant(scales.type, None), _lanes(*([lane] * 8)))
         return self._call("llvm.fma.v8f32", V8F32, self.b.sitofp(partial, V8F32), splat, acc)
 
     def prefetch(self, ptr: ir.Value) -> None:
@@ -331,16 +332,9 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
             row_bytes = cgutils.unpack_tuple(builder, raw_a.shape, 2)[1]
             n_blocks = builder.udiv(row_bytes, ir.Constant(I64, info.type_size))
             emit = Emitter(builder, vnni)
-            slots = [
-                [
-                    (
-                        cgutils.alloca_once_value(builder, ir.Constant(V8F32, [0.0] * 8)),
-                        cgutils.alloca_once_value(builder, ir.Constant(F32, 0.0)),
-                    )
-                    for _ in toks
-                ]
-                for _ in rows
-            ]
+            vt = ir.VectorType(F32, tokens)  # one lane per token
+            acc_slots = [[cgutils.alloca_once_value(builder, ir.Constant(V8F32, [0.0] * 8)) for _ in toks] for _ in rows]
+            extra_slots = [cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * tokens)) for _ in rows]
             ahead = builder.mul(row_bytes, ir.Constant(I64, prefetch_rows(tile_rows)))
             with cgutils.for_range(builder, n_blocks) as loop:
                 i = loop.index
@@ -356,19 +350,29 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
                     )
                     for q, sd, ss in x_rows
                 ]
-                state = [[(builder.load(a), builder.load(x)) for a, x in row] for row in slots]
+                accs = [[builder.load(a) for a in row] for row in acc_slots]
+                extras = [builder.load(x) for x in extra_slots]
                 for j in range(groups):
                     decoded = [decode(emit, w, j) for w in ws]
+                    act = ir.Constant(I64, decoded[0].act)  # the activation block: alike for every row
+                    # the tokens' scales (and scale * code sums) side by side: each weight
+                    # scale multiplies them in one vector op, lane t for token t
+                    dx = emit.gather([builder.gep(sd, [act]) for _, sd, _ in xs_blk])
+                    sx = emit.gather([builder.gep(ss, [act]) for _, _, ss in xs_blk]) if decoded[0].offset else None
                     for ri, g in enumerate(decoded):
-                        for ti, (q, sd, ss) in enumerate(xs_blk):
-                            state[ri][ti] = emit.combine(g, q, sd, ss, *state[ri][ti])
-                for row_slots, row_state in zip(slots, state, strict=True):
-                    for (a_slot, x_slot), (acc, extra) in zip(row_slots, row_state, strict=True):
+                        scales = builder.fmul(emit.splat(g.scale, tokens), dx)
+                        if g.offset is not None:
+                            extras[ri] = builder.fadd(extras[ri], builder.fmul(emit.splat(g.offset, tokens), sx))
+                        for ti, (q, _, _) in enumerate(xs_blk):
+                            accs[ri][ti] = emit.fma(accs[ri][ti], emit.dot(g, q), scales, ti)
+                for row_slots, row_accs, x_slot, extra in zip(acc_slots, accs, extra_slots, extras, strict=True):
+                    for a_slot, acc in zip(row_slots, row_accs, strict=True):
                         builder.store(acc, a_slot)
-                        builder.store(extra, x_slot)
-            for r, row_slots in zip(rows, slots, strict=True):
-                for t, (a_slot, x_slot) in zip(toks, row_slots, strict=True):
-                    value = emit.hsum(builder.load(a_slot), builder.load(x_slot))
+                    builder.store(extra, x_slot)
+            for r, row_slots, x_slot in zip(rows, acc_slots, extra_slots, strict=True):
+                extra = builder.load(x_slot)
+                for ti, (t, a_slot) in enumerate(zip(toks, row_slots, strict=True)):
+                    value = emit.hsum(builder.load(a_slot), builder.extract_element(extra, ir.Constant(I32, ti)))
                     at = builder.gep(row_ptr(out_a, t, fp), [r])
                     builder.store(value, at)
             return context.get_dummy_value()
