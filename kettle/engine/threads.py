@@ -7,7 +7,7 @@ for a descheduled worker and the step runs 3-8x *slower* than on one thread
 (measured on the 2-core dev box: SmolLM2, 4 sequences, 64 vs 11 steps/s).
 No setting fits both, and the load changes while a server runs, so
 ``ThreadGovernor`` keeps timing both choices: per step size it runs the one
-that has been faster, and now and then tries the other once (less often while
+that has been faster (sizes grouped by powers of two), and now and then tries the other once (less often while
 the tries confirm the choice).
 
 Results do not depend on the choice: every kernel computes the same bits on
@@ -22,6 +22,8 @@ ADAPTIVE_TOKENS = 16  # steps of more tokens always use every thread (their call
 WARMUP = 6  # first steps of a size: alternate the two choices (each one's first timing is discarded)
 PROBE_FIRST, PROBE_MAX = 8, 256  # then, steps between two tries of the other choice: doubled
 # each time a try confirms the choice (a try of the parallel one on a busy machine costs 3-8 steps)
+MARGIN = 0.15  # a try must beat the current choice by this fraction to replace it (noise is +-10%)
+DRIFT = 1.5  # the current choice slowing by this factor since it was chosen calls a try at once
 SMOOTHING = 0.3  # weight of a new timing in the running average
 
 
@@ -30,10 +32,16 @@ class _Timings:
     average: dict[int, float] = field(default_factory=dict)  # threads -> seconds per step
     seen: dict[int, int] = field(default_factory=dict)  # threads -> steps timed
     steps: int = 0
+    current: int | None = None  # the choice steps run on, once warm
+    baseline: float = 0.0  # its average when chosen or confirmed
     probe_every: int = PROBE_FIRST
-    next_probe: int = WARMUP + PROBE_FIRST
-    probing: int | None = None  # the choice a try is timing, and the one it challenges
-    champion: int | None = None
+    next_probe: int = 0
+    probing: bool = False
+
+
+def _bucket(n_tokens: int) -> int:
+    """Step sizes timed together: 1, 2-3, 4-7, 8-15, 16 (a server's steps vary by a token or two)."""
+    return n_tokens.bit_length()
 
 
 class ThreadGovernor:
@@ -46,43 +54,50 @@ class ThreadGovernor:
     def _adaptive(self, n_tokens: int) -> bool:
         return self.n_thread > 1 and n_tokens <= ADAPTIVE_TOKENS
 
+    def _other(self, threads: int) -> int:
+        return 1 if threads == self.n_thread else self.n_thread
+
     def choose(self, n_tokens: int) -> int:
         """The thread count for the next step of ``n_tokens`` tokens."""
         if not self._adaptive(n_tokens):
             return self.n_thread
-        t = self._sizes.setdefault(n_tokens, _Timings())
+        t = self._sizes.setdefault(_bucket(n_tokens), _Timings())
         t.steps += 1
-        if t.steps <= WARMUP or len(t.average) < 2:
-            return self.n_thread if t.steps % 2 else 1
-        best = min(t.average, key=t.average.__getitem__)
-        if t.steps < t.next_probe:
-            return best
-        t.probing, t.champion = (1 if best == self.n_thread else self.n_thread), best
-        return t.probing
+        if t.current is None:
+            if t.steps <= WARMUP or len(t.average) < 2:
+                return self.n_thread if t.steps % 2 else 1
+            t.current = min(t.average, key=t.average.__getitem__)
+            t.baseline, t.next_probe = t.average[t.current], t.steps + PROBE_FIRST
+        if t.steps >= t.next_probe or t.average[t.current] > DRIFT * t.baseline:
+            t.probing = True
+            return self._other(t.current)
+        return t.current
 
     def record(self, n_tokens: int, threads: int, seconds: float) -> None:
         """Report how long a step of ``n_tokens`` tokens took on ``threads`` threads."""
         if not self._adaptive(n_tokens):
             return
-        t = self._sizes.setdefault(n_tokens, _Timings())
+        t = self._sizes.setdefault(_bucket(n_tokens), _Timings())
         seen = t.seen.get(threads, 0)
         t.seen[threads] = seen + 1
         if seen == 0:
             return  # a first step pays for compiling, faulting pages in, filling caches
         old = t.average.get(threads)
-        if old is None or t.probing == threads:  # a try replaces its choice's stale average
+        if old is None or (t.probing and threads != t.current):  # a try replaces a stale average
             t.average[threads] = seconds
         else:
             t.average[threads] = old + SMOOTHING * (seconds - old)
-        if t.probing == threads:  # a try ended: back off while the choice holds
-            kept = min(t.average, key=t.average.__getitem__) == t.champion
-            t.probe_every = min(2 * t.probe_every, PROBE_MAX) if kept else PROBE_FIRST
-            t.next_probe = t.steps + t.probe_every
-            t.probing = t.champion = None
+        if t.probing and t.current is not None and threads != t.current:
+            t.probing = False
+            if t.average[threads] < (1 - MARGIN) * t.average[t.current]:
+                t.current, t.probe_every = threads, PROBE_FIRST  # the load changed: switch
+            else:
+                t.probe_every = min(2 * t.probe_every, PROBE_MAX)  # confirmed: back off
+            t.baseline, t.next_probe = t.average[t.current], t.steps + t.probe_every
 
     def preferred(self, n_tokens: int) -> int | None:
         """The thread count steps of ``n_tokens`` tokens now run on (None: not measured yet)."""
-        t = self._sizes.get(n_tokens)
-        if not self._adaptive(n_tokens) or t is None or len(t.average) < 2:
+        t = self._sizes.get(_bucket(n_tokens))
+        if not self._adaptive(n_tokens) or t is None:
             return None
-        return min(t.average, key=t.average.__getitem__)
+        return t.current

@@ -52,3 +52,18 @@ def test_first_timing_of_each_choice_is_discarded():
         gov.record(1, t, first[t])
     drive(gov, 1, {2: 0.010, 1: 0.014}, WARMUP)
     assert gov.preferred(1) == 2
+
+
+def test_a_slowdown_of_the_current_choice_triggers_a_try_at_once():
+    gov = ThreadGovernor(2)
+    drive(gov, 1, {2: 0.010, 1: 0.014}, 2000)  # settled: tries are PROBE_MAX steps apart
+    chosen = drive(gov, 1, {2: 0.060, 1: 0.015}, 10)  # another process takes a core
+    assert gov.preferred(1) == 1 and chosen[:2] == [2, 1] and set(chosen[2:9]) == {1}  # then tries again after 8
+
+
+def test_noise_within_the_margin_does_not_flip_the_choice():
+    gov = ThreadGovernor(2)
+    drive(gov, 4, {2: 0.0100, 1: 0.0105}, 40)
+    first = gov.preferred(4)
+    chosen = drive(gov, 4, {2: 0.0105, 1: 0.0100}, 2000)  # 5% the other way: within the margin
+    assert gov.preferred(4) == first and chosen.count(first) > 1980
