@@ -254,6 +254,48 @@ def _final(p: Prepared, text: str, done_reason: str, stats: Any, context: list[i
     return out
 
 
+class _Mailbox:
+    """Events from the model's worker thread to one event loop, one wake-up for a batch.
+
+    A batched step makes an event for every sequence at once; waking the loop
+    once for all of them (not once each) leaves the cores to the next step.
+    """
+
+    _by_loop: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
+    _create = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue[Any], Any]] = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        with cls._create:
+            for old in [lp for lp in cls._by_loop if lp.is_closed()]:
+                del cls._by_loop[old]
+            if loop not in cls._by_loop:
+                cls._by_loop[loop] = cls(loop)
+            return cls._by_loop[loop]
+
+    def post(self, queue: asyncio.Queue[Any], event: Any) -> None:
+        """From any thread: put ``event`` on ``queue`` soon (never blocks)."""
+        with self._lock:
+            self._items.append((queue, event))
+            if len(self._items) > 1:
+                return  # a drain is already on its way
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            pass  # the event loop is closed: the server is shutting down
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, event in items:
+            queue.put_nowait(event)
+
+
 async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
     """The response objects of a prepared request (see module doc); raises a request's error."""
     try:
@@ -261,14 +303,11 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
             reason = p.request.load_only or LoadOnly.LOAD
             yield _final(p, "", reason.value, None, None, [])
             return
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        mailbox = _Mailbox.of(asyncio.get_running_loop())
 
         def sink(event: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-            except RuntimeError:
-                pass  # the event loop is closed: the server is shutting down
+            mailbox.post(queue, event)
 
         tools = ToolCallFilter(p.request.tools or ())
         p.lease.submit(p.prompt_ids, p.params, sink, constraint=p.constraint() if p.constraint else None)
