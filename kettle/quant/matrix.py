@@ -135,19 +135,25 @@ def matmul_many(mats: Sequence[QuantMatrix], x: np.ndarray) -> list[np.ndarray]:
     Matrices of one type, width and kernel set (say a layer's q, k and v) go
     through one kernel call: x is prepared once and every matrix's rows share
     one thread team, so small matrices are worth the second thread together.
-    Otherwise, or when the kernels cannot, one call each. The results are the
-    same bits as ``W.matmul(x)`` for each W (see ``matmul``).
+    Mixed types make one call per type (gemma3's q and k apart from its Q8_0 v);
+    kernels that cannot fuse, one call per matrix. The results are the same bits
+    as ``W.matmul(x)`` for each W (see ``matmul``).
     """
     if not mats:
         return []
-    head = mats[0]
-    kernels = head._kernels
-    fusable = kernels.matmul_many is not None and all(
-        m._kernels is kernels and m.cols == head.cols for m in mats[1:]
-    )
-    x = head._prepare(x)
-    if not fusable or len(mats) == 1 or x.shape[0] == 0:
-        return [m.matmul(x) for m in mats]
-    outs = tuple(np.empty((x.shape[0], m.rows), dtype=np.float32) for m in mats)
-    kernels.matmul_many(tuple(m._raw for m in mats), x, outs, f16_table(), 1)
-    return list(outs)
+    x = mats[0]._prepare(x)
+    groups: dict[tuple[int, int], list[int]] = {}  # (kernel set, width) -> indices into mats
+    for i, m in enumerate(mats):
+        groups.setdefault((id(m._kernels), m.cols), []).append(i)
+    results: list[np.ndarray | None] = [None] * len(mats)
+    for members in groups.values():
+        group = [mats[i] for i in members]
+        fuse = group[0]._kernels.matmul_many
+        if fuse is None or len(group) == 1 or x.shape[0] == 0:
+            outs = [m.matmul(x) for m in group]
+        else:
+            outs = [np.empty((x.shape[0], m.rows), dtype=np.float32) for m in group]
+            fuse(tuple(m._raw for m in group), x, tuple(outs), f16_table(), 1)
+        for i, out in zip(members, outs, strict=True):
+            results[i] = out
+    return results  # type: ignore[return-value]

@@ -178,9 +178,10 @@ def test_matmul_many_mixed_types_and_widths():
     b, _ = make(GGMLType.Q8_0, 6, seed=2)  # another type: a call of its own
     c, _ = make(GGMLType.Q4_1, 4, seed=3, cols=64)  # another width: refused like matmul
     x = np.random.default_rng(6).standard_normal((3, a.cols)).astype(np.float32)
-    got = matmul_many([a, b], x)
-    np.testing.assert_array_equal(bits(got[0]), bits(a.matmul(x)))
-    np.testing.assert_array_equal(bits(got[1]), bits(b.matmul(x)))
+    a2, _ = make(GGMLType.Q4_1, 5, seed=4)
+    got = matmul_many([a, b, a2], x)  # a and a2 in one call, b in another
+    for m, g in zip([a, b, a2], got, strict=True):
+        np.testing.assert_array_equal(bits(g), bits(m.matmul(x)))
     assert matmul_many([], x) == []
     with pytest.raises(WeightError):
         matmul_many([a, c], x)
