@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kettle.ops._jit import dual_kernel, kernel, prange
+from kettle.ops._jit import dual_kernel, inline, kernel, prange
 from kettle.ops.expf import EXP_SALT, exp_f32
 
 
@@ -77,6 +77,28 @@ def _dots4(q, h0, h1, h2, h3, k, r):  # q (n_head, hd), k (rows, hd) -> heads h0
         s3 += q[h3, i] * x
     return s0, s1, s2, s3
 
+@inline
+def _span(pos, window):  # -> (lo, m): a query at pos attends to the cached positions lo .. lo + m - 1
+    lo = 0
+    if window > 0 and pos - window + 1 > 0:
+        lo = pos - window + 1
+    return lo, pos + 1 - lo
+
+
+@inline
+def _softmax(scores, scale):  # scores (m,) q.k -> exp(scale * s - max), in place; returns 1 / their sum
+    mx = np.float32(-np.inf)
+    for j in range(scores.shape[0]):
+        scores[j] *= scale
+        mx = max(mx, scores[j])
+    for j in range(scores.shape[0]):  # vectorized (exp_f32), then summed in order
+        scores[j] = exp_f32(scores[j] - mx)
+    total = np.float32(0.0)
+    for j in range(scores.shape[0]):
+        total += scores[j]
+    return np.float32(1.0) / total
+
+
 PARALLEL_WORK = 1 << 15  # query-key products x head size from which both threads share a call (~10 us)
 
 
@@ -96,28 +118,15 @@ def _build(salt: str = EXP_SALT):
             keys = k_cache[seq_slots[t], h // group]  # (n_ctx, hd)
             values = v_cache[seq_slots[t], h // group]  # (n_ctx, hd)
             qv = q[t, h]  # (hd,)
-            pos = positions[t]
-            lo = 0
-            if window > 0 and pos - window + 1 > 0:
-                lo = pos - window + 1
-            m = pos + 1 - lo
+            lo, m = _span(positions[t], window)
             scores = np.empty(m, dtype=np.float32)
-            mx = np.float32(-np.inf)
             quads = m - m % 4  # keys lo + j in fours from lo, then singly: the same split in every batch
             for j in range(0, quads, 4):
                 s0, s1, s2, s3 = _dot4(qv, keys, lo + j)
                 scores[j], scores[j + 1], scores[j + 2], scores[j + 3] = s0, s1, s2, s3
             for j in range(quads, m):
                 scores[j] = _dot(qv, keys, lo + j)
-            for j in range(m):
-                scores[j] *= scale
-                mx = max(mx, scores[j])
-            for j in range(m):  # vectorized (exp_f32), then summed in order
-                scores[j] = exp_f32(scores[j] - mx)
-            total = np.float32(0.0)
-            for j in range(m):
-                total += scores[j]
-            inv = np.float32(1.0) / total
+            inv = _softmax(scores, scale)
             res = np.zeros(hd, dtype=np.float32)  # a local accumulator: no aliasing with the cache
             for j in range(0, quads, 4):  # four value rows per pass over res
                 w0, w1, w2, w3 = scores[j] * inv, scores[j + 1] * inv, scores[j + 2] * inv, scores[j + 3] * inv
@@ -160,11 +169,7 @@ def _build_grouped(salt: str = EXP_SALT):
             keys = k_cache[seq_slots[t], kvh]
             values = v_cache[seq_slots[t], kvh]
             qt = q[t]
-            pos = positions[t]
-            lo = 0
-            if window > 0 and pos - window + 1 > 0:
-                lo = pos - window + 1
-            m = pos + 1 - lo
+            lo, m = _span(positions[t], window)
             sc = np.empty((4, m), dtype=np.float32)
             quads = m - m % 4
             for j in range(0, quads, 4):
@@ -177,16 +182,7 @@ def _build_grouped(salt: str = EXP_SALT):
                 sc[0, j], sc[1, j], sc[2, j], sc[3, j] = _dots4(qt, h0, h1, h2, h3, keys, lo + j)
             inv = np.empty(4, dtype=np.float32)
             for a in range(4):
-                mx = np.float32(-np.inf)
-                for j in range(m):
-                    sc[a, j] *= scale
-                    mx = max(mx, sc[a, j])
-                for j in range(m):
-                    sc[a, j] = exp_f32(sc[a, j] - mx)
-                total = np.float32(0.0)
-                for j in range(m):
-                    total += sc[a, j]
-                inv[a] = np.float32(1.0) / total
+                inv[a] = _softmax(sc[a], scale)
             r0 = np.zeros(hd, dtype=np.float32)  # the four heads' outputs
             r1 = np.zeros(hd, dtype=np.float32)
             r2 = np.zeros(hd, dtype=np.float32)
