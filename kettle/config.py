@@ -36,6 +36,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_MAX_BODY", "33554432", "largest accepted HTTP request body, in bytes"),
         Setting("KETTLE_MAX_PROMPT", "1048576", "longest accepted prompt or message text, in characters"),
         Setting("KETTLE_MAX_CONNECTIONS", "512", "concurrent HTTP connections before the server answers 503"),
+        Setting("KETTLE_READ_TIMEOUT", "60", "seconds a client may stall while sending a request body (then 408)"),
         Setting("KETTLE_DEBUG", "0", "1: log requests and scheduler decisions"),
     )
 }

@@ -59,7 +59,7 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
     guard = Middleware(
         Guard, bind_host=bind_host if bind_host is not None else config.host()[0],
         origins=parse_origins(config.get("KETTLE_ORIGINS")), max_body=config.get_int("KETTLE_MAX_BODY"),
-        unlimited_paths=BLOB_PATHS,
+        unlimited_paths=BLOB_PATHS, read_timeout=float(config.get_int("KETTLE_READ_TIMEOUT")),
     )
     app = Starlette(
         routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES],

@@ -17,10 +17,15 @@
   read, and a body that grows past it while streaming is cut off with 413. Paths
   in ``unlimited_paths`` (blob uploads, streamed to disk) are exempt. (``BodyTooLarge``
   is a ``RequestError``, so the app's error handler answers it.)
+* **Stalled bodies**: a client that stops sending in the middle of a request body
+  for ``read_timeout`` seconds gets 408 and loses its connection, so slow clients
+  cannot hold connections (and their slots in ``KETTLE_MAX_CONNECTIONS``) forever.
+  Once the body is complete nothing is timed (a streamed response may run long).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import ipaddress
 import json
@@ -78,8 +83,9 @@ class Guard:
     """The ASGI middleware described in the module docstring."""
 
     def __init__(self, app: ASGIApp, *, bind_host: str, origins: Iterable[str], max_body: int,
-                 unlimited_paths: tuple[str, ...] = ()) -> None:
+                 unlimited_paths: tuple[str, ...] = (), read_timeout: float = 60.0) -> None:
         self.app = app
+        self.read_timeout = read_timeout
         self.open = bind_is_open(bind_host)
         self.origins = tuple(origins)
         self.max_body = max_body
@@ -107,6 +113,7 @@ class Guard:
                     (b"access-control-max-age", b"43200"),
                 ])
                 return
+        receive = _paced(receive, self.read_timeout)
         limited = not scope["path"].startswith(self.unlimited_paths) if self.unlimited_paths else True
         if limited:
             length = headers.get("content-length")
@@ -129,6 +136,32 @@ class BodyTooLarge(RequestError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body larger than {limit} bytes (KETTLE_MAX_BODY)", 413)
+
+
+class BodyStalled(RequestError):
+    """Raised from ``receive`` when a request body stops arriving (the app answers 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body stopped arriving for {seconds:g} s (KETTLE_READ_TIMEOUT)", 408)
+
+
+def _paced(receive: Receive, timeout: float) -> Receive:
+    """``receive``, where each part of the body must come within ``timeout`` seconds."""
+    body_done = False
+
+    async def wrapped() -> Message:
+        nonlocal body_done
+        if body_done:
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError:
+            raise BodyStalled(timeout) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_done = True
+        return message
+
+    return wrapped
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -35,6 +35,7 @@ SERVER_ENV = {
     "KETTLE_MAX_BODY": str(1 << 20),
     "KETTLE_MAX_PROMPT": "200000",
     "KETTLE_MAX_CONNECTIONS": "512",
+    "KETTLE_READ_TIMEOUT": "3",
     "KETTLE_ORIGINS": "chrome-extension://*",
 }
 GREEDY = {"temperature": 0, "seed": 1}

@@ -214,6 +214,22 @@ def test_slow_and_vanishing_clients_do_not_block_others(server: Server) -> None:
         slow.close()
 
 
+def test_a_stalled_body_gets_408_and_frees_the_connection(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n{\"mod")
+        started = time.monotonic()
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            part = s.recv(4096)
+            if not part:
+                break
+            reply += part
+        waited = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"KETTLE_READ_TIMEOUT" in reply and 2.5 < waited < 20
+    assert post(server, "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False, "options": TINY}).status_code == 200
+
+
 def test_a_thousand_simultaneous_connections(server: Server) -> None:
     def knock(_: int) -> int:
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
