@@ -81,6 +81,15 @@ def bench_kettle(path: Path, threads: int, reps: int) -> dict[str, float]:
     return out
 
 
+def kernel_names(path: Path) -> str:
+    """The kernel implementations the model's matrices compute with (``avx512vnni``, ``avx2``...)."""
+    from kettle.gguf import GGUFFile
+    from kettle.models import load_model
+
+    weights = load_model(GGUFFile(path)).weights.tensors.values()
+    return ", ".join(sorted({w.kernel_name for w in weights if hasattr(w, "kernel_name")}))
+
+
 def bench_llama_cpp(path: Path, threads: int, reps: int) -> dict[str, float] | None:
     """llama.cpp in a process of its own: kettle sets OMP_WAIT_POLICY=PASSIVE and
     GOMP_SPINCOUNT for its numba threads, and llama.cpp's OpenMP threads would
@@ -153,7 +162,7 @@ def main() -> None:
         ref = None if args.no_llama_cpp else bench_llama_cpp(path, args.threads, args.reps)
         ceiling = bw / k["weights_gb"]
         print(f"\n{name} ({path.name}, {k['weights_gb'] * 1000:.0f} MB of weights; decode ceiling at "
-              f"this bandwidth {ceiling:.0f} t/s)")
+              f"this bandwidth {ceiling:.0f} t/s; kernels: {kernel_names(path)})")
         print(f"  {'test':<7}{'kettle t/s':>12}{'llama.cpp t/s':>15}{'kettle/llama.cpp':>18}")
         for test in ("pp64", "pp512", "tg128"):
             mine = k[test]
