@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from kettle.models.base import W, BoundWeights
-from kettle.quant import matmul_many
+from kettle.quant import MatmulGroup
 from kettle.ops import (
     RopeStyle,
     add_inplace,
@@ -145,6 +145,7 @@ class _Block:
         self.layer = cfg.layers[i]
         self.attn_norm = w[p + "attn_norm.weight"]
         self.wq, self.wk, self.wv = w[p + "attn_q.weight"], w[p + "attn_k.weight"], w[p + "attn_v.weight"]
+        self.qkv = MatmulGroup((self.wq, self.wk, self.wv))
         self.bq, self.bk, self.bv = w.get(p + "attn_q.bias"), w.get(p + "attn_k.bias"), w.get(p + "attn_v.bias")
         self.wo = w[p + "attn_output.weight"]
         self.q_norm = w.get(p + "attn_q_norm.weight")
@@ -152,6 +153,7 @@ class _Block:
         self.post_attn_norm = w.get(p + "post_attention_norm.weight")
         self.ffn_norm = w[p + "ffn_norm.weight"]
         self.w_gate, self.w_up, self.w_down = w[p + "ffn_gate.weight"], w[p + "ffn_up.weight"], w[p + "ffn_down.weight"]
+        self.gate_up = MatmulGroup((self.w_gate, self.w_up))
         self.post_ffn_norm = w.get(p + "post_ffw_norm.weight")
         self.act = silu_mul if cfg.activation == Activation.SILU else gelu_tanh_mul
 
@@ -160,7 +162,7 @@ class _Block:
         cfg = self.cfg
         n = x.shape[0]
         h = rms_norm(x, self.attn_norm, cfg.eps)  # (n, n_embd)
-        q, k, v = matmul_many((self.wq, self.wk, self.wv), h)  # (n, n_head * hd), 2 x (n, n_kv * hd)
+        q, k, v = self.qkv(h)  # (n, n_head * hd), 2 x (n, n_kv * hd)
         if self.bq is not None:
             q += self.bq
         if self.bk is not None:
@@ -185,7 +187,7 @@ class _Block:
         add_inplace(x, o)
 
         h = rms_norm(x, self.ffn_norm, cfg.eps)
-        gate, up = matmul_many((self.w_gate, self.w_up), h)  # 2 x (n, n_ff)
+        gate, up = self.gate_up(h)  # 2 x (n, n_ff)
         self.act(gate, up)
         d = self.w_down.matmul(gate)  # (n, n_embd)
         if self.post_ffn_norm is not None:

@@ -96,6 +96,9 @@ class QuantMatrix:
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         """x as a read-only C-contiguous float32 (n, cols) array (1-D x is one row)."""
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == self.cols \
+                and x.flags.c_contiguous:  # the model's own activations: the quick way
+            return _read_only(x)
         x = np.asarray(x)
         if x.ndim == 1:
             x = x[None, :]
@@ -129,31 +132,48 @@ class QuantMatrix:
         return self.get_rows(np.arange(self.rows, dtype=np.int64))
 
 
-def matmul_many(mats: Sequence[QuantMatrix], x: np.ndarray) -> list[np.ndarray]:
-    """``[x @ W.T for W in mats]``: x (n, k) float32 -> a list of (n, d_W) arrays.
+class MatmulGroup:
+    """Several matrices taking one input (a layer's q, k and v): ``group(x)`` is
+    ``[x @ W.T for W in mats]``, x (n, k) float32 -> a list of (n, d_W) arrays.
 
-    Matrices of one type, width and kernel set (say a layer's q, k and v) go
-    through one kernel call: x is prepared once and every matrix's rows share
-    one thread team, so small matrices are worth the second thread together.
-    Mixed types make one call per type (gemma3's q and k apart from its Q8_0 v);
-    kernels that cannot fuse, one call per matrix. The results are the same bits
-    as ``W.matmul(x)`` for each W (see ``matmul``).
+    Matrices of one type, width and kernel set go through one kernel call: x is
+    prepared once and every matrix's rows share one thread team, so small
+    matrices are worth the second thread together. Mixed types make one call per
+    type (gemma3's q and k apart from its Q8_0 v); kernels that cannot fuse, one
+    call per matrix. The results are the same bits as ``W.matmul(x)`` for each W
+    (see ``QuantMatrix.matmul``). The grouping is worked out once, here.
     """
-    if not mats:
-        return []
-    x = mats[0]._prepare(x)
-    groups: dict[tuple[int, int], list[int]] = {}  # (kernel set, width) -> indices into mats
-    for i, m in enumerate(mats):
-        groups.setdefault((id(m._kernels), m.cols), []).append(i)
-    results: list[np.ndarray | None] = [None] * len(mats)
-    for members in groups.values():
-        group = [mats[i] for i in members]
-        fuse = group[0]._kernels.matmul_many
-        if fuse is None or len(group) == 1 or x.shape[0] == 0:
-            outs = [m.matmul(x) for m in group]
-        else:
-            outs = [np.empty((x.shape[0], m.rows), dtype=np.float32) for m in group]
-            fuse(tuple(m._raw for m in group), x, tuple(outs), f16_table(), 1)
-        for i, out in zip(members, outs, strict=True):
-            results[i] = out
-    return results  # type: ignore[return-value]
+
+    def __init__(self, mats: Sequence[QuantMatrix]) -> None:
+        self.mats = tuple(mats)
+        by_kind: dict[tuple[int, int], list[int]] = {}  # (kernel set, width) -> indices into mats
+        for i, m in enumerate(self.mats):
+            by_kind.setdefault((id(m._kernels), m.cols), []).append(i)
+        # (indices, raws, the kernel set's matmul_many or None: one call per matrix)
+        self._calls = [
+            (tuple(members), tuple(self.mats[i]._raw for i in members),
+             self.mats[members[0]]._kernels.matmul_many if len(members) > 1 else None)
+            for members in by_kind.values()
+        ]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        if not self.mats:
+            return []
+        x = self.mats[0]._prepare(x)
+        n = x.shape[0]
+        results: list[np.ndarray] = [None] * len(self.mats)  # type: ignore[list-item]
+        for members, raws, fuse in self._calls:
+            if fuse is None or n == 0:
+                for i in members:
+                    results[i] = self.mats[i].matmul(x)
+                continue
+            outs = tuple(np.empty((n, raw.shape[0]), dtype=np.float32) for raw in raws)
+            fuse(raws, x, outs, f16_table(), 1)
+            for i, out in zip(members, outs, strict=True):
+                results[i] = out
+        return results
+
+
+def matmul_many(mats: Sequence[QuantMatrix], x: np.ndarray) -> list[np.ndarray]:
+    """``[x @ W.T for W in mats]`` in as few kernel calls as the types allow (see ``MatmulGroup``)."""
+    return MatmulGroup(mats)(x)

@@ -150,7 +150,7 @@ def make_matmul(ggml_type: GGMLType, flavour: str) -> tuple[Callable, Callable]:
     def matmul_many(raws: tuple[np.ndarray, ...], x: np.ndarray, outs: tuple[np.ndarray, ...],
                     lut: np.ndarray, unit: int) -> None:
         n, k = x.shape
-        work = sum(raw.shape[0] for raw in raws) * (k // QK) * n
+        work = sum(map(len, raws)) * (k // QK) * n
         (serial if work < SERIAL_WORK else parallel)(raws, x, outs, lut)
 
     def matmul(raw: np.ndarray, x: np.ndarray, out: np.ndarray, lut: np.ndarray, unit: int) -> None:
