@@ -16,6 +16,8 @@ any number of threads (see ``kettle.quant.kernels``).
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 
 ADAPTIVE_TOKENS = 16  # steps of more tokens always use every thread (their calls are large)
@@ -24,12 +26,13 @@ PROBE_FIRST, PROBE_MAX = 8, 256  # then, steps between two tries of the other ch
 # each time a try confirms the choice (a try of the parallel one on a busy machine costs 3-8 steps)
 MARGIN = 0.15  # a try must beat the current choice by this fraction to replace it (noise is +-10%)
 DRIFT = 1.5  # the current choice slowing by this factor since it was chosen calls a try at once
-SMOOTHING = 0.3  # weight of a new timing in the running average
+RECENT = 5  # step times kept per choice; their median is its time (one slow step moves nothing)
 
 
 @dataclass
 class _Timings:
-    average: dict[int, float] = field(default_factory=dict)  # threads -> seconds per step
+    recent: dict[int, deque[float]] = field(default_factory=dict)  # threads -> latest step times
+    average: dict[int, float] = field(default_factory=dict)  # threads -> their median, seconds
     seen: dict[int, int] = field(default_factory=dict)  # threads -> steps timed
     steps: int = 0
     current: int | None = None  # the choice steps run on, once warm
@@ -82,11 +85,11 @@ class ThreadGovernor:
         t.seen[threads] = seen + 1
         if seen == 0:
             return  # a first step pays for compiling, faulting pages in, filling caches
-        old = t.average.get(threads)
-        if old is None or (t.probing and threads != t.current):  # a try replaces a stale average
-            t.average[threads] = seconds
-        else:
-            t.average[threads] = old + SMOOTHING * (seconds - old)
+        recent = t.recent.setdefault(threads, deque(maxlen=RECENT))
+        if t.probing and threads != t.current:
+            recent.clear()  # a try replaces the stale times of its choice
+        recent.append(seconds)
+        t.average[threads] = statistics.median(recent)
         if t.probing and t.current is not None and threads != t.current:
             t.probing = False
             if t.average[threads] < (1 - MARGIN) * t.average[t.current]:
