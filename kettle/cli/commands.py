@@ -259,7 +259,7 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         if args.keepalive is not None:
             request["keep_alive"] = args.keepalive
         wrap = shutil.get_terminal_size().columns if io.stdout.isatty() and not args.nowordwrap and piped is None else None
-        reply = stream_reply(backend.generate(request), io.stdout, wrap)
+        reply = stream_reply(backend.generate(request), io.stdout, wrap, io.stderr)
         io.stdout.write("\n" if reply.cancelled else "\n\n")
         io.stdout.flush()
         if reply.cancelled:

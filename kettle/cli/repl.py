@@ -271,7 +271,7 @@ class Repl:
         session = self.session
         session.messages.append({"role": "user", "content": text})
         try:
-            reply = stream_reply(self.backend.chat(session.chat_request()), self.out, self.wrap_width())
+            reply = stream_reply(self.backend.chat(session.chat_request()), self.out, self.wrap_width(), self.err)
         except KettleError as e:
             session.messages.pop()
             self.say(f"Error: {e}", self.err)

@@ -57,17 +57,67 @@ def chunk_text(obj: dict[str, Any]) -> str:
     return response if isinstance(response, str) else ""
 
 
-def stream_reply(generation: Generation, out: TextIO, wrap_width: int | None = None) -> Reply:
-    """Write each chunk's text to ``out`` as it comes; Ctrl-C stops the reply."""
+class Spinner:
+    """ollama's wait indicator: braille frames on a terminal's stderr until ``stop()``.
+
+    A first reply can take a while (loading the model; on a first run, compiling
+    the kernels): the spinner says kettle is working. Nothing is drawn when
+    ``err`` is not a terminal, so pipes and logs stay clean.
+    """
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    INTERVAL = 0.1  # seconds per frame
+
+    def __init__(self, err: TextIO | None) -> None:
+        self._err = err if err is not None and err.isatty() else None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # a frame is never drawn after the spinner is cleared
+
+    def start(self) -> Spinner:
+        if self._err is not None:
+            self._thread = threading.Thread(target=self._spin, name="kettle-spinner", daemon=True)
+            self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        i = 0
+        while not self._stopped.wait(self.INTERVAL if i else 0):
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                self._err.write("\r" + self.FRAMES[i % len(self.FRAMES)])  # type: ignore[union-attr]
+                self._err.flush()  # type: ignore[union-attr]
+            i += 1
+
+    def stop(self) -> None:
+        """Stop and erase the spinner (idempotent)."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            if self._thread is not None and self._err is not None:
+                self._err.write("\r \r")
+                self._err.flush()
+
+
+def stream_reply(generation: Generation, out: TextIO, wrap_width: int | None = None,
+                 err: TextIO | None = None) -> Reply:
+    """Write each chunk's text to ``out`` as it comes; Ctrl-C stops the reply.
+
+    With ``err`` a terminal, a ``Spinner`` turns there until the first text arrives.
+    """
     writer = WordWrapper(out, wrap_width)
     parts: list[str] = []
     final = None
     cancelled = False
+    spinner = Spinner(err).start()
     try:
         with sigint_calls(generation.interrupt):
             for obj in generation:
                 text = chunk_text(obj)
                 if text:
+                    spinner.stop()
                     writer.write(text)
                     parts.append(text)
                 if obj.get("done"):
@@ -75,6 +125,8 @@ def stream_reply(generation: Generation, out: TextIO, wrap_width: int | None = N
     except KeyboardInterrupt:
         cancelled = True
         generation.close()
+    finally:
+        spinner.stop()
     out.flush()
     if final is not None and final.get("done_reason") == CANCEL_REASON:
         cancelled = True
