@@ -47,7 +47,8 @@ def memory_bandwidth(threads: int) -> float:
     return a.nbytes / statistics.median(times) / 1e9
 
 
-def bench_kettle(path: Path, threads: int, reps: int) -> dict[str, float]:
+def bench_kettle(path: Path, threads: int, reps: int) -> tuple[dict[str, float], str]:
+    """Tokens/s of each test, and the kernel implementations that ran."""
     from kettle.engine.runner import Runner
     from kettle.gguf import GGUFFile
     from kettle.models import load_model
@@ -78,15 +79,12 @@ def bench_kettle(path: Path, threads: int, reps: int) -> dict[str, float]:
             times.append(time.perf_counter() - t)
     out["tg128"] = 128 / statistics.median(times)
     out["weights_gb"] = sum(info.nbytes for info in GGUFFile(path).tensors.values()) / 1e9
-    return out
+    return out, kernel_names(model)
 
 
-def kernel_names(path: Path) -> str:
+def kernel_names(model) -> str:
     """The kernel implementations the model's matrices compute with (``avx512vnni``, ``avx2``...)."""
-    from kettle.gguf import GGUFFile
-    from kettle.models import load_model
-
-    weights = load_model(GGUFFile(path)).weights.tensors.values()
+    weights = model.weights.tensors.values()
     return ", ".join(sorted({w.kernel_name for w in weights if hasattr(w, "kernel_name")}))
 
 
@@ -158,11 +156,11 @@ def main() -> None:
     print(f"memory read bandwidth: {bw:.1f} GB/s ({args.threads} threads)")
     for name in args.models.split(","):
         path = resolve(name).path
-        k = bench_kettle(path, args.threads, args.reps)
+        k, kernels = bench_kettle(path, args.threads, args.reps)
         ref = None if args.no_llama_cpp else bench_llama_cpp(path, args.threads, args.reps)
         ceiling = bw / k["weights_gb"]
         print(f"\n{name} ({path.name}, {k['weights_gb'] * 1000:.0f} MB of weights; decode ceiling at "
-              f"this bandwidth {ceiling:.0f} t/s; kernels: {kernel_names(path)})")
+              f"this bandwidth {ceiling:.0f} t/s; kernels: {kernels})")
         print(f"  {'test':<7}{'kettle t/s':>12}{'llama.cpp t/s':>15}{'kettle/llama.cpp':>18}")
         for test in ("pp64", "pp512", "tg128"):
             mine = k[test]

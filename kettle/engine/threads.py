@@ -6,9 +6,9 @@ calls. With the cores free, spreading each call over every thread is up to
 for a descheduled worker and the step runs 3-8x *slower* than on one thread
 (measured on the 2-core dev box: SmolLM2, 4 sequences, 64 vs 11 steps/s).
 No setting fits both, and the load changes while a server runs, so
-``ThreadGovernor`` keeps timing both choices: per step size it runs the one
-that has been faster (sizes grouped by powers of two), and now and then tries the other once (less often while
-the tries confirm the choice).
+``ThreadGovernor`` keeps timing both choices: per step size (grouped by powers
+of two) it runs the one that has been faster, and now and then tries the other
+once (less often while the tries confirm the choice).
 
 Results do not depend on the choice: every kernel computes the same bits on
 any number of threads (see ``kettle.quant.kernels``).
@@ -33,7 +33,7 @@ RECENT = 5  # step times kept per choice; their median is its time (one slow ste
 class _Timings:
     recent: dict[int, deque[float]] = field(default_factory=dict)  # threads -> latest step times
     average: dict[int, float] = field(default_factory=dict)  # threads -> their median, seconds
-    seen: dict[int, int] = field(default_factory=dict)  # threads -> steps timed
+    timed: set[int] = field(default_factory=set)  # the choices whose first step has been seen
     steps: int = 0
     current: int | None = None  # the choice steps run on, once warm
     baseline: float = 0.0  # its average when chosen or confirmed
@@ -81,9 +81,8 @@ class ThreadGovernor:
         if not self._adaptive(n_tokens):
             return
         t = self._sizes.setdefault(_bucket(n_tokens), _Timings())
-        seen = t.seen.get(threads, 0)
-        t.seen[threads] = seen + 1
-        if seen == 0:
+        if threads not in t.timed:
+            t.timed.add(threads)
             return  # a first step pays for compiling, faulting pages in, filling caches
         recent = t.recent.setdefault(threads, deque(maxlen=RECENT))
         if t.probing and threads != t.current:

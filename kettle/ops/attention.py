@@ -77,6 +77,7 @@ def _dots4(q, h0, h1, h2, h3, k, r):  # q (n_head, hd), k (rows, hd) -> heads h0
         s3 += q[h3, i] * x
     return s0, s1, s2, s3
 
+
 @inline
 def _span(pos, window):  # -> (lo, m): a query at pos attends to the cached positions lo .. lo + m - 1
     lo = 0
@@ -234,6 +235,6 @@ def attention(
     keys = int(positions.max()) + 1 if n else 0  # at most, per query
     if window > 0:
         keys = min(keys, window)
-    kernel = _attention_grouped if n_head // k_cache.shape[1] >= GROUPED_FROM else _attention
-    kernel(n * n_head * hd * keys, q, k_cache, v_cache, seq_slots, positions, window, np.float32(scale), out)
+    run = _attention_grouped if n_head // k_cache.shape[1] >= GROUPED_FROM else _attention
+    run(n * n_head * hd * keys, q, k_cache, v_cache, seq_slots, positions, window, np.float32(scale), out)
     return out

@@ -45,10 +45,9 @@ from kettle.quant.kernels import KernelSet, implementations, register
 from kettle.quant.simd_ir import DECODERS, FLAVOURS, TILE_DOTS, TILE_ROWS, TILE_TOKENS
 from kettle.quant.types import QK, GGMLType
 
-NAME = "avx2"
+NAME, VNNI_NAME = FLAVOURS  # "avx2"; "avx512vnni": the same kernels, vpdpbusd for vpmaddubsw + vpmaddwd
 REQUIRES = frozenset({"avx2", "fma", "f16c"})
 PRIORITY = 1  # above the portable kernels
-VNNI_NAME = "avx512vnni"  # the same kernels, vpdpbusd for vpmaddubsw + vpmaddwd
 VNNI_REQUIRES = REQUIRES | {"avx512vnni", "avx512vl"}
 VNNI_PRIORITY = 2
 ROWS = 8  # weight rows per parallel tile
