@@ -6,9 +6,10 @@ Streamed routes (``/api/chat``, ``/api/generate``, ``/api/pull``,
 Non-streamed errors are ``{"error": ...}`` bodies with a 4xx/5xx status.
 
 ``create`` does what ollama's CLI does before it calls ``/api/create``: it
-parses the Modelfile here, uploads a FROM or ADAPTER file that exists on this
-machine as a blob (``HEAD``/``POST /api/blobs/<digest>``, skipped when the
-server has it) and sends the structured request (``from`` or ``files``,
+parses the Modelfile here, checks the FROM and ADAPTER files on this machine
+by the in-process create's rules (``kettle.modelfile.files``: nothing else is
+ever read or sent), uploads them as blobs (``HEAD``/``POST /api/blobs/<digest>``,
+skipped when the server has it) and sends the structured request (``from`` or ``files``,
 ``adapters``, ``template``, ``system``, ``license``, ``parameters``,
 ``messages``).
 """
@@ -19,13 +20,16 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from kettle.cli.backend import Report, ServerError
+from kettle.errors import ModelfileError
 from kettle.modelfile import Modelfile, interpret
+from kettle.modelfile.files import FROM_NOT_FOUND, open_adapter_file, open_model_file
 from kettle.store.manifest import is_digest, normalize_digest
+from kettle.store.names import parse_name
 
 CONNECT_TIMEOUT_S = 5.0
 HASH_CHUNK = 1 << 20
@@ -85,12 +89,18 @@ class HttpStream:
             self._cm.__exit__(None, None, None)
 
 
-def file_digest(path: Path) -> str:
+def file_digest(f: BinaryIO) -> str:
+    """The digest of an open file's content, from its start."""
+    f.seek(0)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
+    while chunk := f.read(HASH_CHUNK):
+        h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    while chunk := f.read(HASH_CHUNK):
+        yield chunk
 
 
 class HttpBackend:
@@ -168,45 +178,60 @@ class HttpBackend:
 
     # -- create ----------------------------------------------------------------
 
-    def _upload(self, path: Path) -> str:
-        """Make sure the server has ``path`` as a blob; returns its digest."""
-        digest = file_digest(path)
+    def _upload(self, f: BinaryIO, label: str) -> str:
+        """Make sure the server has the open file ``f`` as a blob; returns its digest.
+
+        The bytes hashed and sent are those of the descriptor the file rules checked."""
+        digest = file_digest(f)
         try:
             head = self._client.head(f"/api/blobs/{digest}")
             if head.status_code == 200:
                 return digest
-            with open(path, "rb") as f:
-                resp = self._client.post(f"/api/blobs/{digest}", content=f)
-        except httpx.HTTPError as e:
-            raise ServerError(f"cannot upload {path.name} to the server: {e}", 0) from None
+            f.seek(0)
+            resp = self._client.post(f"/api/blobs/{digest}", content=_chunks(f))
+        except (httpx.HTTPError, OSError) as e:
+            raise ServerError(f"cannot upload {label} to the server: {e}", 0) from None
         if resp.status_code >= 400:
             raise _error_of(resp)
         return digest
 
-    def _file_or_digest(self, arg: str, base_dir: Path) -> str | None:
-        """A digest for a FROM/ADAPTER argument that is a digest or a local file, else None."""
-        if is_digest(arg):
-            return normalize_digest(arg)
-        path = Path(arg).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-        return self._upload(path) if path.is_file() else None
-
     def create_request(self, model: str, modelfile: Modelfile, base_dir: Path) -> dict[str, Any]:
-        """The ``/api/create`` body for a Modelfile (uploading local files first)."""
+        """The ``/api/create`` body for a Modelfile, uploading its local files first.
+
+        Every file is checked by the same rules as an in-process create (``modelfile.files``)
+        before anything is sent: FROM a regular GGUF file, ADAPTER a regular GGUF file
+        inside the Modelfile's directory. A FROM that is neither such a file, a digest nor a
+        valid model name is refused here, as in-process, and never sent."""
         spec = interpret(modelfile)
         body: dict[str, Any] = {"model": model}
-        base = spec.base.value
-        digest = self._file_or_digest(base, base_dir)
-        if digest is None:
-            body["from"] = base
-        else:
-            body["files"] = {Path(base).name if not is_digest(base) else "model.gguf": digest}
-        adapters = {}
-        for command in spec.adapters:
-            found = self._file_or_digest(command.value, base_dir)
-            if found is None:
-                raise ServerError(f"ADAPTER {command.value!r}: no such file", 400)
-            adapters[Path(command.value).name] = found
+        base = spec.base
+        to_send: list[tuple[str, str, BinaryIO]] = []  # (field, name, file): all checked before any upload
+        adapters: dict[str, str] = {}
+        try:
+            if is_digest(base.value):
+                body["files"] = {"model.gguf": normalize_digest(base.value)}
+            else:
+                f = open_model_file(base.value, base_dir)
+                if f is not None:
+                    to_send.append(("files", Path(base.value).name, f))
+                elif parse_name(base.value).is_valid():
+                    body["from"] = base.value
+                else:
+                    raise ModelfileError(f"FROM {base.value!r}: {FROM_NOT_FOUND}", base.line)
+            for command in spec.adapters:
+                if is_digest(command.value):
+                    adapters[command.value] = normalize_digest(command.value)
+                else:
+                    to_send.append(("adapters", Path(command.value).name, open_adapter_file(command, base_dir)))
+            for field, name, f in to_send:
+                digest = self._upload(f, name)
+                if field == "files":
+                    body["files"] = {name: digest}
+                else:
+                    adapters[name] = digest
+        finally:
+            for _, _, f in to_send:
+                f.close()
         if adapters:
             body["adapters"] = adapters
         if spec.template is not None:

@@ -9,11 +9,11 @@ FROM takes, in this order: a model in the store (a bundled one is pulled
 first when missing); a GGUF file (a path relative to ``base_dir``, absolute,
 or ``~``); a blob digest ``sha256:<hex>``. Every way of not finding a model
 gives one error, so the error says nothing about files outside the store.
-A file must be a regular file that starts with the GGUF magic; it is opened
-without blocking and checked on the open descriptor (a FIFO or device is
-refused, not read). ADAPTER paths are relative to ``base_dir`` and may not
-leave it (``..`` or a symlink out is refused); adapters are stored but not
-yet applied: kettle has no LoRA support yet.
+The rules for files (FROM: a regular file starting with the GGUF magic;
+ADAPTER: also inside ``base_dir``, symlinks resolved) are ``files.py``'s,
+which the CLI's server path applies too, before it uploads anything. A
+server creates with ``allow_paths=False``: it opens no path at all.
+Adapters are stored but not yet applied: kettle has no LoRA support yet.
 
 Everything is parsed, typed and checked before the first write; if a write
 then fails, the blobs it added are pruned again, so a failed create leaves
@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from kettle.errors import GGUFError, ModelfileError
-from kettle.gguf.constants import MAGIC
+from kettle.modelfile.files import FROM_NOT_FOUND, model_path, open_adapter_file, open_gguf, open_model_file
 from kettle.modelfile.parser import Command, Instruction, Modelfile, parse
 from kettle.modelfile.spec import ModelSpec, interpret
-from kettle.store.blobs import open_regular_file
 from kettle.store.bundled import find_bundled, params_json, pull_bundled
 from kettle.store.details import ModelDetails, probe_gguf
 from kettle.store.manifest import Layer, MediaType, is_digest, normalize_digest
@@ -42,6 +41,16 @@ from kettle.store.names import ModelName, parse_name, valid_name
 from kettle.store.store import Store
 
 Report = Callable[[str], None]
+
+# What a server answers for every FROM / ADAPTER it cannot use: the same words whether or not
+# a file of that name exists on its disk, and without the path (CVE-2024-39719).
+SERVER_FROM_NOT_FOUND = (
+    "FROM: not a model file or not found; create from a model name in the store, or upload the GGUF "
+    "(POST /api/blobs/sha256:<hex>) and name its digest"
+)
+SERVER_ADAPTER_NOT_FOUND = (
+    "ADAPTER: not a model file or not found; upload the adapter (POST /api/blobs/sha256:<hex>) and name its digest"
+)
 
 
 @dataclass
@@ -54,21 +63,6 @@ class _Base:
     source: BinaryIO | None = None  # an open GGUF file to store as the model layer
 
 
-def _open_gguf(path: Path) -> BinaryIO | None:
-    """``path`` opened when it is a regular file starting with the GGUF magic, else None."""
-    f = open_regular_file(path)
-    if f is None:
-        return None
-    try:
-        if f.read(len(MAGIC)) == MAGIC:
-            f.seek(0)
-            return f
-    except OSError:
-        pass
-    f.close()
-    return None
-
-
 def _details(path: Path, command: Command) -> ModelDetails:
     try:
         return probe_gguf(path)
@@ -76,11 +70,11 @@ def _details(path: Path, command: Command) -> ModelDetails:
         raise ModelfileError(f"{command.instruction} {command.value!r}: {e.message}", command.line) from None
 
 
-def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report) -> _Base:
+def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report, allow_paths: bool) -> _Base:
     arg = command.value
     if is_digest(arg):
         digest = normalize_digest(arg)
-        f = _open_gguf(store.blob_path(digest))
+        f = open_gguf(store.blob_path(digest))
         if f is None:
             raise ModelfileError(f"FROM {arg}: no GGUF blob with that digest in the store", command.line)
         f.close()
@@ -88,45 +82,37 @@ def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report
     name = parse_name(arg)
     if name.is_valid() and store.exists(name):
         return _from_store(store.resolve(name), name)
-    path = Path(arg).expanduser()
-    path = path if path.is_absolute() else base_dir / path
-    f = _open_gguf(path)
+    f = open_model_file(arg, base_dir) if allow_paths else None
     if f is not None:
         try:
-            return _Base([], _details(path, command), source=f)
+            return _Base([], _details(model_path(arg, base_dir), command), source=f)
         except BaseException:
             f.close()
             raise
     if name.is_valid() and find_bundled(name) is not None:
         pull_bundled(store, name, lambda status, done, total: report(status) if not total else None)
         return _from_store(store.resolve(name), name)
-    raise ModelfileError(f"FROM {arg!r}: no model of that name in the store and no GGUF model file at that path", command.line)
+    if not allow_paths:
+        raise ModelfileError(SERVER_FROM_NOT_FOUND, command.line)
+    raise ModelfileError(f"FROM {arg!r}: {FROM_NOT_FOUND}", command.line)
 
 
 def _from_store(stored: StoredModel, name: ModelName) -> _Base:
     return _Base(list(stored.manifest.layers), stored.details.with_parent(name.display()), dict(stored.params))
 
 
-def _adapter(store: Store, command: Command, base_dir: Path) -> tuple[Layer | None, BinaryIO | None]:
+def _adapter(store: Store, command: Command, base_dir: Path, allow_paths: bool) -> tuple[Layer | None, BinaryIO | None]:
     """An ADAPTER as (layer of a stored blob, None) or (None, open file to store)."""
     arg = command.value
     if is_digest(arg):
-        f = _open_gguf(store.blob_path(arg))
+        f = open_gguf(store.blob_path(arg))
         if f is None:
             raise ModelfileError(f"ADAPTER {arg}: no GGUF blob with that digest in the store", command.line)
         f.close()
         return store.layer_for_blob(MediaType.ADAPTER, arg), None
-    root = base_dir.resolve()
-    relative = Path(arg)
-    if relative.is_absolute() or arg.startswith("~"):
-        raise ModelfileError(f"ADAPTER {arg!r}: the path must be relative to the Modelfile's directory", command.line)
-    full = (root / relative).resolve()
-    if not full.is_relative_to(root):
-        raise ModelfileError(f"ADAPTER {arg!r}: the path leaves the Modelfile's directory", command.line)
-    f = _open_gguf(full)
-    if f is None:
-        raise ModelfileError(f"ADAPTER {arg!r}: not a GGUF adapter file", command.line)
-    return None, f
+    if not allow_paths:
+        raise ModelfileError(SERVER_ADAPTER_NOT_FOUND, command.line)
+    return None, open_adapter_file(command, base_dir)
 
 
 def _replace(layers: list[Layer], media_types: tuple[str, ...], new: Layer | None) -> list[Layer]:
@@ -141,8 +127,13 @@ def create_model(
     base_dir: Path | str,
     *,
     progress: Report | None = None,
+    allow_paths: bool = True,
 ) -> str:
     """Create (or replace) model ``name`` from a Modelfile; returns the manifest's hex digest.
+
+    With ``allow_paths=False`` (a server) no file outside the store is ever opened: FROM
+    is a store name, a bundled name or a blob digest, ADAPTER a blob digest, and every
+    other value gets one answer, ``SERVER_FROM_NOT_FOUND`` / ``SERVER_ADAPTER_NOT_FOUND``.
 
     Raises ModelfileError (with the line) for anything wrong in the Modelfile,
     StoreError for an invalid name or a failed write; nothing is left in the
@@ -155,12 +146,12 @@ def create_model(
     base_dir = Path(base_dir)
     opened: list[BinaryIO] = []
     try:
-        adapters = [_adapter(store, command, base_dir) for command in spec.adapters]
+        adapters = [_adapter(store, command, base_dir, allow_paths) for command in spec.adapters]
         opened += [f for _, f in adapters if f is not None]
         report("parsing modelfile")
         if spec.adapters:
             report("note: ADAPTER layers are stored but not applied yet (kettle has no LoRA support)")
-        base = _resolve_base(store, spec.base, base_dir, report)
+        base = _resolve_base(store, spec.base, base_dir, report, allow_paths)
         if base.source is not None:
             opened.append(base.source)
         return _write(store, target, spec, base, adapters, report)

@@ -3,7 +3,9 @@
 Security: every name is validated and every digest must be ``sha256:<64 hex>``
 before the store builds a path from it; ``/api/create`` takes its model only from
 the store, a bundled name or an uploaded blob (by digest), never from a path on
-the server's disk, whether given as ``from`` or in a legacy ``modelfile`` text.
+the server's disk, whether given as ``from`` or in a legacy ``modelfile`` text
+(FROM or ADAPTER): every such value gets the same answer, whether or not the
+file exists there, and the answer does not repeat the path (CVE-2024-39719).
 Progress streams as NDJSON ``{"status": ...}`` objects (``stream`` defaults to
 true); an error after the stream started is its last line.
 """
@@ -21,8 +23,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kettle.errors import ModelNotFound, StoreError
+from kettle.errors import ModelfileError, ModelNotFound, StoreError
 from kettle.modelfile import Command, Instruction, Modelfile, create_model, format_parameter, parse
+from kettle.modelfile.builder import SERVER_ADAPTER_NOT_FOUND, SERVER_FROM_NOT_FOUND
 from kettle.modelfile.parser import MESSAGE_ROLES
 from kettle.server.ollama_routes import state_of
 from kettle.server.state import ServerState
@@ -48,13 +51,18 @@ def _model_field(f: Fields) -> str:
 
 
 def _source(value: str, state: ServerState) -> str:
-    """A FROM value the API accepts: a blob digest present in the store, or a model name."""
+    """A FROM value the API accepts: a blob digest present in the store, or a model name.
+
+    Anything else (a path, whether or not it exists on this machine) gets the one answer
+    ``SERVER_FROM_NOT_FOUND``, as a valid name that is not in the store does."""
     if is_digest(value):
         digest = normalize_digest(value)
         if not state.catalog.store.has_blob(digest):
             raise RequestError(f"blob {digest} not found: upload it with POST /api/blobs/{digest} first")
         return digest
-    state.catalog.check_name(value)
+    name = parse_name(value)
+    if not name.is_valid() or not (state.catalog.store.exists(name) or find_bundled(name) is not None):
+        raise ModelfileError(SERVER_FROM_NOT_FOUND)  # before any stream starts: one status for all
     return value
 
 
@@ -66,8 +74,15 @@ def create_modelfile(body: dict[str, Any], state: ServerState) -> Modelfile:
     text = f.str("modelfile")
     if text is not None:
         modelfile = parse(text)
-        commands = [c if c.instruction is not Instruction.FROM else Command(c.instruction, _source(c.value, state))
-                    for c in modelfile.commands]
+        commands = []
+        for c in modelfile.commands:
+            if c.instruction is Instruction.FROM:
+                c = Command(c.instruction, _source(c.value, state), line=c.line)
+            elif c.instruction is Instruction.ADAPTER:
+                if not is_digest(c.value):
+                    raise ModelfileError(SERVER_ADAPTER_NOT_FOUND, c.line)
+                c = Command(c.instruction, _source(c.value, state), line=c.line)
+            commands.append(c)
         return Modelfile(tuple(commands))
     source = f.str("from")
     files = f.object("files") or {}
@@ -142,8 +157,8 @@ async def create(request: Request) -> Response:
     modelfile = create_modelfile(body, state)
 
     def work(report: Report) -> None:
-        with tempfile.TemporaryDirectory() as empty:  # relative paths resolve to nothing
-            create_model(state.catalog.store, name, modelfile, Path(empty),
+        with tempfile.TemporaryDirectory() as empty:  # and no path is opened at all (allow_paths)
+            create_model(state.catalog.store, name, modelfile, Path(empty), allow_paths=False,
                          progress=lambda status: report({"status": status}))
         state.scheduler.unload(parse_name(name).display())  # a loaded old version reloads
         report({"status": "success"})
