@@ -37,6 +37,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_MAX_PROMPT", "1048576", "longest accepted prompt or message text, in characters"),
         Setting("KETTLE_MAX_CONNECTIONS", "512", "concurrent HTTP connections before the server answers 503"),
         Setting("KETTLE_READ_TIMEOUT", "60", "seconds a client may stall while sending a request body (then 408)"),
+        Setting("KETTLE_HEADER_TIMEOUT", "10", "seconds a client has to send a request's headers, from connecting "
+                "(or a kept-alive connection's next first byte); then 408 and close"),
+        Setting("KETTLE_KEEPALIVE_TIMEOUT", "5", "seconds an idle kept-alive HTTP connection stays open"),
+        Setting("KETTLE_MAX_HEADER_BYTES", "65536", "largest request line and headers, in bytes (then 431)"),
+        Setting("KETTLE_MAX_HEADERS", "100", "most header fields in one request (then 431)"),
         Setting("KETTLE_DEBUG", "0", "1: log requests and scheduler decisions"),
     )
 }

@@ -59,6 +59,8 @@ from kettle.errors import Cancelled, InvalidParameter, KettleError, ServerBusy
 log = logging.getLogger("kettle.scheduler")
 
 Clock = Callable[[], float]  # monotonic seconds
+REAP_WAIT_MAX = 3600.0  # the reaper re-checks at least hourly (a wait must stay under threading.TIMEOUT_MAX)
+REAP_RETRY = 1.0  # seconds before the reaper retries after an error
 
 
 class EngineLike(Protocol):
@@ -108,12 +110,14 @@ Sink = Callable[[Any], None]  # receives Chunk / EmbedResult, or an exception as
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 FOREVER = -1.0  # keep_alive: never unload
+MAX_KEEP_ALIVE = 2**63 / 1e9  # seconds (Go's longest time.Duration, ~292 years); longer is forever
 
 
 def parse_keep_alive(value: object, name: str = "keep_alive") -> float:
     """ollama's keep_alive -> seconds: a number of seconds, or a Go duration string
     (``"5m"``, ``"1h30m"``, ``"300ms"``, ``"0"``, ``"-1s"``; a bare integer string is
-    taken as seconds). Any negative value means forever (``FOREVER``); 0 unloads at once.
+    taken as seconds). Any negative value means forever (``FOREVER``), and so does one
+    longer than ``MAX_KEEP_ALIVE`` (``1e300``, infinity); 0 unloads at once.
     Raises ``InvalidParameter`` for anything else (bools, NaN, malformed strings)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidParameter(name, value, "expected a number of seconds or a duration such as \"5m\"")
@@ -128,9 +132,9 @@ def parse_keep_alive(value: object, name: str = "keep_alive") -> float:
         else:
             raise InvalidParameter(name, value, "expected a duration such as \"5m\", \"1h30m\" or \"-1\"")
         value = sign * seconds
-    if not math.isfinite(value):
-        raise InvalidParameter(name, value, "must be a finite number")
-    return FOREVER if value < 0 else float(value)
+    if isinstance(value, float) and math.isnan(value):
+        raise InvalidParameter(name, value, "expected a number of seconds, not NaN")
+    return FOREVER if value < 0 or value > MAX_KEEP_ALIVE else float(value)
 
 
 def embed_on_slot(model: Any, slot: int, texts: Sequence[str], truncate: bool) -> EmbedResult:
@@ -613,10 +617,16 @@ class Scheduler:
             self._reaper.start()
 
     def _reap_loop(self) -> None:
+        """``reap`` until closed; an error is logged and the loop goes on (the thread must live)."""
         with self._lock:
             while not self._closed:
-                deadline = self._reap_locked()
-                self._changed.wait(None if deadline is None else max(0.0, deadline - self._clock()))
+                try:
+                    deadline = self._reap_locked()
+                    wait = None if deadline is None else min(max(0.0, deadline - self._clock()), REAP_WAIT_MAX)
+                except Exception:  # noqa: BLE001 - unloading idle models must go on
+                    log.exception("the idle-model reaper failed; it retries in %g s", REAP_RETRY)
+                    wait = REAP_RETRY
+                self._changed.wait(wait)
 
     def close(self, timeout: float = 10.0) -> None:
         """Unload every model and stop the threads."""

@@ -4,14 +4,25 @@
 (ollama's, the store's, OpenAI's), the safety middleware (``security.Guard``) and
 the shared state; ``serve(host=None, port=None)`` runs it on uvicorn at
 ``KETTLE_HOST`` with ``KETTLE_MAX_CONNECTIONS`` as uvicorn's concurrency limit
-(connections beyond it get 503 at once, so a flood cannot exhaust the process).
+(connections beyond it get 503 at once, so a flood cannot exhaust the process), on
+h11 with the header limits and deadlines of ``connections`` (``KETTLE_HEADER_TIMEOUT``,
+``KETTLE_KEEPALIVE_TIMEOUT``, ``KETTLE_MAX_HEADER_BYTES``, ``KETTLE_MAX_HEADERS``).
+
+Bound to an address that is not loopback, ``serve`` warns on stderr that anyone on
+the network can use it. On SIGTERM or Ctrl-C it stops accepting connections, ends
+every running generation at its next step with a last chunk whose ``done_reason``
+is ``"shutdown"`` (so streams finish instead of being cut), waits for the
+responses to complete (at most ``GRACEFUL_SECONDS``), then unloads the models.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import threading
 from collections.abc import AsyncIterator
+from types import FrameType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,15 +33,16 @@ from starlette.responses import Response
 from kettle import config
 from kettle.engine.scheduler import Scheduler
 from kettle.server import ollama_routes, openai_routes, store_routes
+from kettle.server.connections import ConnectionLimits, guarded_protocol
 from kettle.server.models import Catalog, load_model
-from kettle.server.security import Guard, parse_origins
+from kettle.server.security import Guard, bind_is_open, parse_origins
 from kettle.server.state import ServerState
 from kettle.server.streaming import JSON
 from kettle.store import Store
 
 BLOB_PATHS = ("/api/blobs/",)  # uploads stream to disk: exempt from KETTLE_MAX_BODY
-KEEP_ALIVE_SECONDS = 5  # idle HTTP keep-alive, uvicorn's default
 BACKLOG = 2048
+GRACEFUL_SECONDS = 10  # after SIGTERM: how long responses in flight may take to finish
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -70,6 +82,16 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
     return app
 
 
+def exposure_warning(host: str, port: int) -> str | None:
+    """The warning ``serve`` prints when bound to ``host`` that is not loopback, else None."""
+    if not bind_is_open(host):
+        return None
+    return (f"warning: kettle is listening on {host}:{port}, which is not a loopback address: anyone who can reach "
+            f"this machine can run, create, copy and delete models through it (there is no authentication), and "
+            f"any Host header is accepted. To serve only this machine, set KETTLE_HOST=127.0.0.1:{port}; to expose "
+            f"it on purpose, put it behind a firewall or a reverse proxy that authenticates clients.")
+
+
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Serve until interrupted, on ``host:port`` (default: ``KETTLE_HOST``, 127.0.0.1:11434)."""
     import uvicorn
@@ -78,9 +100,25 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     host = host or default_host
     port = port if port is not None else default_port
     debug = config.get("KETTLE_DEBUG") not in ("", "0", "false")
+    limits = ConnectionLimits.from_config()
+    max_connections = config.get_int("KETTLE_MAX_CONNECTIONS")
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    uvicorn.run(
-        create_app(bind_host=host), host=host, port=port, limit_concurrency=config.get_int("KETTLE_MAX_CONNECTIONS"),
-        backlog=BACKLOG, timeout_keep_alive=KEEP_ALIVE_SECONDS, access_log=debug,
-        log_level="debug" if debug else "info", timeout_graceful_shutdown=5,
+    warning = exposure_warning(host, port)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+    app = create_app(bind_host=host)
+    settings = uvicorn.Config(
+        app, host=host, port=port, limit_concurrency=max_connections, backlog=BACKLOG,
+        http=guarded_protocol(limits), h11_max_incomplete_event_size=limits.h11_max_incomplete_event_size,
+        timeout_keep_alive=limits.keepalive_timeout, access_log=debug, log_level="debug" if debug else "info",
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
+    on_exit = app.state.kettle.shutdown.begin
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit:  # the first signal: end the streams (a handler must not take locks)
+                threading.Thread(target=on_exit, name="kettle-shutdown", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    Server(settings).run()

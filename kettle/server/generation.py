@@ -10,6 +10,9 @@ and yields one object per piece of text and a final one with ``done``,
 ``done_reason``, the counts and nanosecond durations (and ``context`` for
 generate); its ``finally`` releases the lease, which cancels the sequence if the
 client went away. ``collect`` gathers the same into one object (``stream: false``).
+When the server shuts down (``state.Shutdown``) a running generation ends at the
+engine's next step with ``done_reason: "shutdown"``, and one still waiting for the
+model gets 503.
 """
 
 from __future__ import annotations
@@ -24,17 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from kettle.engine.scheduler import Lease, parse_keep_alive
-from kettle.errors import ContextOverflow, InvalidParameter
+from kettle.errors import Cancelled, ContextOverflow, InvalidParameter, ServerBusy
 from kettle.options import parse_options
 from kettle.prompt import PromptBuilder
 from kettle.sampling import SamplingParams
 from kettle.sampling.constrained import compile_format
 from kettle.server.models import Resolved, now_rfc3339
-from kettle.server.state import ServerState
-from kettle.server.tools import ToolCallFilter
+from kettle.server.state import ServerState, Shutdown
+from kettle.server.tools import ToolCallFilter, check_tool_calls, check_tools
 from kettle.server.wire import Fields, RequestError
 
 MESSAGE_TEXT_FIELDS = ("content", "thinking", "tool_name", "tool_call_id")
+SHUTDOWN = "shutdown"  # done_reason of a generation the server's shutdown ended
 
 
 class Kind(enum.Enum):
@@ -102,10 +106,9 @@ def parse_request(body: dict[str, Any], kind: Kind, max_prompt: int) -> Request:
         req.raw = bool(f.bool("raw", False))
     else:
         req.messages = [_message(m, i, max_prompt) for i, m in enumerate(f.list("messages") or [])]
-        tools = f.list("tools")
-        if tools is not None and not all(isinstance(t, dict) for t in tools):
-            raise RequestError("invalid value for 'tools': expected an array of objects")
-        req.tools = tools or None
+        tools = body.get("tools")
+        if tools is not None:
+            req.tools = check_tools(tools) or None
     return req
 
 
@@ -118,9 +121,11 @@ def _message(m: Any, i: int, max_prompt: int) -> dict[str, Any]:
         value = f.str(name, None, max_prompt)
         if value is not None:
             out[name] = value
-    calls = f.list("tool_calls")
-    if calls:
-        out["tool_calls"] = calls
+    calls = m.get("tool_calls")
+    if calls is not None:
+        checked = check_tool_calls(calls, f.path("tool_calls"))
+        if checked:
+            out["tool_calls"] = checked
     if m.get("images"):
         raise RequestError("this model does not support image input")
     return out
@@ -135,6 +140,7 @@ class Prepared:
     prompt_ids: list[int] = dataclasses.field(default_factory=list)
     params: SamplingParams | None = None
     constraint: Callable[[], Any] | None = None
+    shutdown: Shutdown | None = None  # ends the generation when the server stops
 
 
 def _fit_chat(prompts: PromptBuilder, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -214,9 +220,17 @@ async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> 
     if req.load_only is LoadOnly.UNLOAD:
         state.scheduler.unload(resolved.name)
         return Prepared(req, resolved.name, None, started)
-    lease = await state.blocking(state.scheduler.acquire, resolved.name, resolved.spec, load, req.keep_alive, cancel)
+    unregister = state.shutdown.register(state.cancel_waiter(cancel))
     try:
-        p = Prepared(req, resolved.name, lease, started)
+        lease = await state.blocking(state.scheduler.acquire, resolved.name, resolved.spec, load, req.keep_alive, cancel)
+    except Cancelled:
+        if state.shutdown.started.is_set():
+            raise ServerBusy("the server is shutting down") from None
+        raise
+    finally:
+        unregister()
+    try:
+        p = Prepared(req, resolved.name, lease, started, shutdown=state.shutdown)
         if req.load_only is None:
             p.prompt_ids, p.params, p.constraint = await state.blocking(_build, lease.model, req, resolved)
         return p
@@ -310,18 +324,29 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
             mailbox.post(queue, event)
 
         tools = ToolCallFilter(p.request.tools or ())
-        p.lease.submit(p.prompt_ids, p.params, sink, constraint=p.constraint() if p.constraint else None)
-        while True:
-            event = await queue.get()
-            if isinstance(event, BaseException):
-                raise event
-            text = tools.feed(event.text)
-            if event.done:
-                held, calls = tools.finish()
-                yield _final(p, text + held, event.done_reason or "stop", event.stats, event.context, calls)
-                return
-            if text:
-                yield _piece(p, text)
+        ticket = p.lease.submit(p.prompt_ids, p.params, sink, constraint=p.constraint() if p.constraint else None)
+        unregister = p.shutdown.register(ticket.cancel) if p.shutdown is not None else None
+        try:
+            while True:
+                event = await queue.get()
+                stopping = p.shutdown is not None and p.shutdown.started.is_set()
+                if isinstance(event, Cancelled) and stopping:  # cancelled before it had a slot
+                    held, calls = tools.finish()
+                    yield _final(p, held, SHUTDOWN, None, None, calls)
+                    return
+                if isinstance(event, BaseException):
+                    raise event
+                text = tools.feed(event.text)
+                if event.done:
+                    held, calls = tools.finish()
+                    reason = SHUTDOWN if stopping and event.done_reason == "cancel" else event.done_reason or "stop"
+                    yield _final(p, text + held, reason, event.stats, event.context, calls)
+                    return
+                if text:
+                    yield _piece(p, text)
+        finally:
+            if unregister is not None:
+                unregister()
     finally:
         if p.lease is not None:
             p.lease.release()

@@ -30,28 +30,36 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kettle.errors import InvalidParameter
 from kettle.server.generation import Kind, collect, events
 from kettle.server.ollama_routes import embed_core, prepared, state_of
 from kettle.server.streaming import (
     JSON, SSE, SSE_DONE, EventStream, endpoint, log_unexpected, read_json, sse_event, until_disconnect,
 )
-from kettle.server.wire import Fields, RequestError, public_message, status_of
+from kettle.server.tools import check_tools, openai_arguments
+from kettle.server.wire import Fields, RequestError, bad_value, public_message, status_of
 
 FINGERPRINT = "fp_kettle"
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error",
                503: "server_busy"}
-FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop", "cancel": "stop"}
+FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop", "cancel": "stop",
+          "shutdown": "stop"}
 
 
 def openai_error(exc: BaseException, status: int) -> dict[str, Any]:
+    param = exc.field if isinstance(exc, RequestError) else exc.name if isinstance(exc, InvalidParameter) else None
     return {"error": {"message": public_message(exc), "type": ERROR_TYPES.get(status, "api_error"),
-                      "param": None, "code": None}}
+                      "param": param, "code": None}}
 
 
 # -- requests: OpenAI -> ollama (pure) ---------------------------------------------
 
 def _options(f: Fields) -> dict[str, Any]:
     options: dict[str, Any] = {}
+    for name in ("max_tokens", "max_completion_tokens"):
+        n = f.int(name)
+        if n is not None and n < 1:
+            raise RequestError(f"invalid value for {name!r}: expected an integer of at least 1, got {n}", field=name)
     limit = f.int("max_completion_tokens", f.int("max_tokens"))
     if limit is not None:
         options["num_predict"] = limit
@@ -106,16 +114,18 @@ def _message(m: Any, i: int) -> dict[str, Any]:
     out: dict[str, Any] = {"role": "system" if role == "developer" else role,
                            "content": _text(m.get("content"), f"messages[{i}]")}
     calls = []
-    for call in m.get("tool_calls") or []:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict):
-            raise RequestError(f"invalid tool call in messages[{i}]")
-        args = fn.get("arguments")
-        try:
-            parsed = json.loads(args) if isinstance(args, str) else (args or {})
-        except json.JSONDecodeError:
-            raise RequestError(f"tool call arguments in messages[{i}] are not JSON") from None
-        calls.append({"function": {"name": fn.get("name"), "arguments": parsed}})
+    raw_calls = m.get("tool_calls")
+    if raw_calls is not None and not isinstance(raw_calls, list):
+        raise bad_value(f"messages[{i}].tool_calls", "an array of tool calls", raw_calls)
+    for j, call in enumerate(raw_calls or []):
+        at = f"messages[{i}].tool_calls[{j}]"
+        if not isinstance(call, dict):
+            raise bad_value(at, "a tool call object", call)
+        fn = Fields(call, at).object("function")
+        if fn is None:
+            raise bad_value(f"{at}.function", "an object with the function's name and arguments", None)
+        calls.append({"function": {"name": fn.get("name"),
+                                   "arguments": openai_arguments(fn.get("arguments"), f"{at}.function.arguments")}})
     if calls:
         out["tool_calls"] = calls
     if m.get("tool_call_id"):

@@ -3,8 +3,11 @@
 * **Host allow-list** (against DNS rebinding: a web page whose name resolves to
   127.0.0.1 must not reach the server). While the server is bound to a loopback
   address, a request whose ``Host`` is not ``localhost``, ``*.localhost`` or a
-  loopback address gets 403. Binding to another address (``KETTLE_HOST=0.0.0.0``)
-  opens the server on purpose, and then every Host passes, as in ollama.
+  loopback address gets 403; so does a request with no Host, an empty one, one with
+  a port but no name (``Host: :11434``, ollama#17721) or more than one Host header
+  (a proxy and the app may read different ones). Binding to another address
+  (``KETTLE_HOST=0.0.0.0``) opens the server on purpose, and then every Host passes,
+  as in ollama.
 * **CORS allow-list**: a request carrying an ``Origin`` that is not allowed gets 403
   (refusing it outright, not just withholding the CORS headers, keeps a page from
   triggering side effects with "simple" cross-site POSTs). Always allowed: http(s)
@@ -51,13 +54,16 @@ ALLOW_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-Wi
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for a Host header value (port allowed) naming this machine's loopback."""
+    """True for a Host header value (port allowed) naming this machine's loopback; an empty
+    name (``""``, ``":11434"``, ``"[]"``) is not one."""
     host = host.strip().lower()
     if host.startswith("["):  # [::1]:port
         host = host[1:].partition("]")[0]
     elif host.count(":") == 1:
         host = host.partition(":")[0]
-    if host in ("", "localhost") or host.endswith(".localhost"):
+    if not host:
+        return False
+    if host == "localhost" or (host.endswith(".localhost") and host != ".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -96,9 +102,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if not self.open and not is_loopback_host(headers.get("host", "")):
-            await _reply(send, 403, {"error": "forbidden: the Host header is not this machine (DNS rebinding guard)"})
-            return
+        if not self.open:
+            hosts = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"host"]
+            if len(hosts) != 1 or not is_loopback_host(hosts[0]):
+                what = "is not this machine" if len(hosts) == 1 else "is missing" if not hosts else "is repeated"
+                await _reply(send, 403, {"error": f"forbidden: the Host header {what} (DNS rebinding guard)"})
+                return
         origin = headers.get("origin")
         cors: list[tuple[bytes, bytes]] = []
         if origin is not None:

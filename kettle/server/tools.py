@@ -12,6 +12,11 @@ Only names among the request's tools count; anything else is ordinary content.
 returns it. ``ToolCallFilter`` does this over a stream: text that might be the
 start of a call is held back until it is known (then it becomes ``tool_calls``) or
 ruled out (then it is released as content).
+
+In requests, ``check_tools`` and ``check_tool_calls`` hold the request's ``tools``
+and a message's ``tool_calls`` to ollama's types (``api/types.go``: ``Tool``,
+``ToolFunction``, ``ToolProperty``, ``ToolCall``) and refuse anything else with a
+400 naming the field, before a template renders them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
+
+from kettle.server.wire import Fields, RequestError, bad_value, loads
 
 OPEN_TAG = "<tool_call>"
 CLOSE_TAG = "</tool_call>"
@@ -45,8 +52,8 @@ def _call(obj: Any, names: set[str]) -> dict[str, Any] | None:
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
         try:
-            args = json.loads(args)
-        except json.JSONDecodeError:
+            args = loads(args)
+        except (json.JSONDecodeError, RequestError):  # not JSON, or an absurd literal: not a call
             return None
     if not isinstance(name, str) or name not in names or not isinstance(args, dict):
         return None
@@ -55,8 +62,8 @@ def _call(obj: Any, names: set[str]) -> dict[str, Any] | None:
 
 def _objects(text: str) -> list[Any] | None:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = loads(text)
+    except (json.JSONDecodeError, RequestError):
         return None
     return value if isinstance(value, list) else [value]
 
@@ -121,3 +128,89 @@ class ToolCallFilter:
         if calls:
             return "", calls
         return self.held, []
+
+
+# -- requests: the types ollama declares ----------------------------------------------------
+
+def check_tools(tools: Any, where: str = "tools") -> list[dict[str, Any]]:
+    """A request's ``tools``: each ``{"type"?: str, "function": {"name": str, "description"?: str,
+    "parameters"?: {"type"?: str, "required"?: [str], "properties"?: {name: property}}}}``."""
+    if not isinstance(tools, list):
+        raise bad_value(where, "an array of tools", tools)
+    for i, tool in enumerate(tools):
+        at = f"{where}[{i}]"
+        if not isinstance(tool, dict):
+            raise bad_value(at, "a tool object", tool)
+        f = Fields(tool, at)
+        f.str("type")
+        fn = f.object("function")
+        if fn is None:
+            raise bad_value(f.path("function"), "an object with the function's name and parameters", None)
+        ff = Fields(fn, f.path("function"))
+        if not ff.str("name"):
+            raise bad_value(ff.path("name"), "a non-empty string", fn.get("name"))
+        ff.str("description")
+        params = ff.object("parameters")
+        if params is not None:
+            _check_parameters(Fields(params, ff.path("parameters")))
+    return tools
+
+
+def _check_parameters(f: Fields) -> None:
+    f.str("type")
+    required = f.list("required")
+    if required is not None and not all(isinstance(r, str) for r in required):
+        raise bad_value(f.path("required"), "an array of strings", required)
+    for name, prop in (f.object("properties") or {}).items():
+        at = f.path(f"properties.{name}")
+        if not isinstance(prop, dict):
+            raise bad_value(at, "a property object", prop)
+        pf = Fields(prop, at)
+        kind = prop.get("type")
+        if kind is not None and not isinstance(kind, str) and not (
+                isinstance(kind, list) and all(isinstance(k, str) for k in kind)):
+            raise bad_value(pf.path("type"), "a string or an array of strings", kind)
+        pf.str("description")
+        pf.list("enum")
+
+
+def check_tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """A message's ``tool_calls`` in ollama's shape: each ``{"function": {"index"?: int,
+    "name": str, "arguments": object}}``; returns them with ``arguments`` defaulted to {}."""
+    if not isinstance(calls, list):
+        raise bad_value(where, "an array of tool calls", calls)
+    out = []
+    for j, call in enumerate(calls):
+        at = f"{where}[{j}]"
+        if not isinstance(call, dict):
+            raise bad_value(at, "a tool call object", call)
+        f = Fields(call, at)
+        f.str("id")
+        fn = f.object("function")
+        if fn is None:
+            raise bad_value(f.path("function"), "an object with the function's name and arguments", None)
+        ff = Fields(fn, f.path("function"))
+        if not ff.str("name"):
+            raise bad_value(ff.path("name"), "a non-empty string", fn.get("name"))
+        ff.int("index")
+        args = ff.object("arguments")
+        out.append({**call, "function": {**fn, "arguments": args if args is not None else {}}})
+    return out
+
+
+def openai_arguments(args: Any, where: str) -> dict[str, Any]:
+    """OpenAI's ``function.arguments`` (a JSON string of an object; an object or null also
+    pass) as an object."""
+    if args is None or args == "":
+        return {}
+    if isinstance(args, str):
+        try:
+            args = loads(args)
+        except json.JSONDecodeError as e:
+            raise RequestError(f"invalid value for {where!r}: not JSON ({e.msg} at column {e.colno})",
+                               field=where) from None
+        except RequestError as e:
+            raise RequestError(f"invalid value for {where!r}: {e}", field=where) from None
+    if not isinstance(args, dict):
+        raise bad_value(where, "a JSON object (or a string holding one)", args)
+    return args

@@ -1,8 +1,10 @@
 """Request bodies in, errors out: strict JSON reading, typed fields, error -> HTTP status.
 
 Reading (``read_json``): the body must be one UTF-8 JSON object; NaN/Infinity
-literals, unpaired surrogates (``"\\ud800"``) and nesting deeper than
-``MAX_DEPTH`` are refused with 400 before any handler sees them. ``Fields`` then
+literals, integer literals longer than ``MAX_INT_DIGITS`` digits, unpaired
+surrogates (``"\\ud800"``) and nesting deeper than ``MAX_DEPTH`` are refused with
+400 before any handler sees them (``loads`` applies the same rules to JSON text
+inside a body, such as tool-call arguments). ``Fields`` then
 reads each field with its type: ``null`` or absent means "unset" (older LangChain
 sends nulls), a wrong type is a 400 naming the field. Unknown top-level fields are
 ignored, as ollama and OpenAI ignore them (clients add fields over time); unknown
@@ -29,6 +31,7 @@ from kettle.errors import (
 )
 
 MAX_DEPTH = 64  # nesting of a request body (JSON schemas and tool parameters nest)
+MAX_INT_DIGITS = 4300  # digits in one integer literal (CPython's int-string limit; checked first)
 
 # ollama's status codes, most specific class first.
 STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
@@ -47,10 +50,12 @@ _ABS_PATH = re.compile(r"(?:~|[A-Za-z]:)?(?:[/\\][\w.\-+@~ ]*?[\w.\-+@~]){2,}(?=
 
 
 class RequestError(KettleError):
-    """A request the server refuses, with its HTTP status (400 unless given)."""
+    """A request the server refuses, with its HTTP status (400 unless given) and, when one
+    field is at fault, its path (``"messages[0].tool_calls[1].function.arguments"``)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
         self.status = status
+        self.field = field
         super().__init__(message)
 
 
@@ -73,6 +78,19 @@ def public_message(exc: BaseException) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise RequestError(f"invalid JSON: {name} is not a JSON number")
+
+
+def _parse_int(literal: str) -> int:
+    digits = len(literal.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise RequestError(f"invalid JSON: an integer literal of {digits} digits (at most {MAX_INT_DIGITS})")
+    return int(literal)
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` with the body's rules: no NaN/Infinity, no integer literal over
+    ``MAX_INT_DIGITS`` digits (``RequestError``); malformed text raises ``json.JSONDecodeError``."""
+    return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
 
 
 def _check_tree(value: Any, depth: int = 0) -> None:
@@ -106,7 +124,7 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise RequestError(f"invalid JSON: the body is not UTF-8 (byte {e.start})") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = loads(text)
     except json.JSONDecodeError as e:
         raise RequestError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
@@ -131,6 +149,11 @@ def _kind(value: Any) -> str:
     return "an object"
 
 
+def bad_value(field: str, expected: str, value: Any) -> RequestError:
+    """The 400 for ``field`` (a path such as ``"tools[0].function.name"``) holding ``value``."""
+    return RequestError(f"invalid value for {field!r}: expected {expected}, got {_kind(value)}", field=field)
+
+
 class Fields:
     """Typed access to a request object; ``None`` (absent or null) means unset."""
 
@@ -138,9 +161,11 @@ class Fields:
         self.obj = obj
         self.where = where
 
+    def path(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
     def _bad(self, name: str, expected: str, value: Any) -> RequestError:
-        field = f"{self.where}.{name}" if self.where else name
-        return RequestError(f"invalid value for {field!r}: expected {expected}, got {_kind(value)}")
+        return bad_value(self.path(name), expected, value)
 
     def raw(self, name: str) -> Any:
         return self.obj.get(name)

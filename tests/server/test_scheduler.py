@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from kettle.engine.scheduler import (
-    FOREVER, Action, EmbedResult, ModelState, Scheduler, parse_keep_alive,
+    FOREVER, MAX_KEEP_ALIVE, Action, EmbedResult, ModelState, Scheduler, parse_keep_alive,
 )
 from kettle.errors import Cancelled, ContextOverflow, InvalidParameter, ServerBusy
 
@@ -164,12 +164,14 @@ def submit(lease: Any, first_id: int, n_tokens: int) -> tuple[Any, queue.Queue]:
 @pytest.mark.parametrize("value, seconds", [
     (0, 0.0), (30, 30.0), (1.5, 1.5), ("5m", 300.0), ("1h30m", 5400.0), ("300ms", 0.3), ("0", 0.0),
     ("10", 10.0), ("-1", FOREVER), (-5, FOREVER), ("-1m", FOREVER), ("2h45m30.5s", 9930.5),
+    (1e300, FOREVER), (float("inf"), FOREVER), (-float("inf"), FOREVER), ("99999999999h", FOREVER),
+    pytest.param(10**400, FOREVER, id="10**400"), (MAX_KEEP_ALIVE, MAX_KEEP_ALIVE),
 ])
 def test_parse_keep_alive(value: object, seconds: float) -> None:
     assert parse_keep_alive(value) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["", "5x", "m", "1.2.3s", True, None, [], float("nan"), float("inf"), "5 m"])
+@pytest.mark.parametrize("value", ["", "5x", "m", "1.2.3s", True, None, [], float("nan"), "5 m"])
 def test_parse_keep_alive_rejects(value: object) -> None:
     with pytest.raises(InvalidParameter):
         parse_keep_alive(value)
@@ -199,6 +201,46 @@ def test_keep_alive_expiry_is_driven_by_the_clock() -> None:
     assert sched.reap() is None
     assert sched.loaded() == []
     assert loader.models[0].closed.wait(TIMEOUT)
+    sched.close()
+
+
+class ReaperTrapClock(FakeClock):
+    """A fake clock that raises once when the reaper thread reads it, if told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_in_reaper = False
+        self.failed = threading.Event()
+
+    def __call__(self) -> float:
+        if self.fail_in_reaper and threading.current_thread().name == "kettle-reaper":
+            self.fail_in_reaper = False
+            self.failed.set()
+            raise RuntimeError("a clock that fails")
+        return self.t
+
+
+def test_the_reaper_survives_a_huge_deadline_and_its_own_errors() -> None:
+    loader = FakeLoader()
+    clock = ReaperTrapClock()
+    sched = Scheduler(loader, clock=clock, embedder=fake_embedder, num_parallel=2, max_loaded=2, max_queue=8,
+                      keep_alive=300.0)
+    sched.start()
+    reaper = sched._reaper
+    assert reaper is not None
+    sched.acquire("huge", "H", 1, keep_alive=1e300).release()  # a deadline no wait() accepts
+    reaper.join(0.5)
+    assert reaper.is_alive()
+    clock.fail_in_reaper = True
+    sched.wake_waiters()
+    assert clock.failed.wait(TIMEOUT)
+    reaper.join(0.5)
+    assert reaper.is_alive()
+    sched.acquire("b", "B", 1, keep_alive=60).release()  # and it still unloads what expires
+    clock.advance(61)
+    sched.wake_waiters()
+    assert loader.models[-1].closed.wait(TIMEOUT)
+    assert [m.name for m in sched.loaded()] == ["huge"]
     sched.close()
 
 
