@@ -101,3 +101,32 @@ class StoreError(KettleError):
 
 class ServerBusy(KettleError):
     """The request queue is full; try again later."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the model store is full (or a file-size limit was reached).
+
+    The partial file was removed; the message says which store and how to make room.
+    """
+
+
+class DigestMismatch(StoreError):
+    """Bytes do not hash to the digest that names them: an upload that is not the blob
+    its digest names, or a stored blob that changed on disk since it was written."""
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class InsufficientMemory(KettleError):
+    """Loading a model (its KV cache and working buffers) needs more memory than is available.
+
+    ``required`` and ``available`` are bytes; nothing of the load is kept.
+    """
+
+    def __init__(self, message: str, required: int, available: int) -> None:
+        self.required = required
+        self.available = available
+        super().__init__(message)

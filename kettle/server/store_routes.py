@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kettle.errors import ModelfileError, ModelNotFound, StoreError
+from kettle.errors import DigestMismatch, ModelfileError, ModelNotFound, StoreError, StoreFull
 from kettle.modelfile import Command, Instruction, Modelfile, create_model, format_parameter, parse
 from kettle.modelfile.builder import SERVER_ADAPTER_NOT_FOUND, SERVER_FROM_NOT_FOUND
 from kettle.modelfile.parser import MESSAGE_ROLES
@@ -212,7 +212,8 @@ async def delete(request: Request) -> Response:
 @endpoint()
 async def blob(request: Request) -> Response:
     """HEAD: 200 if the blob is stored, else 404. POST: store the raw body as that blob
-    (201; 400 when its sha256 differs)."""
+    (201; 400 when its sha256 differs; 507 when the store's disk is full, 500 for another
+    write error). A failed upload leaves nothing behind, not even a partial file."""
     digest = _digest(request.path_params["digest"], "the blob")
     store = state_of(request).catalog.store
     if request.method == "HEAD":
@@ -223,18 +224,47 @@ async def blob(request: Request) -> Response:
     with store.writing():
         tmp = store.temp_path()
         try:
-            with open(tmp, "xb") as out:
-                async for chunk in request.stream():
-                    out.write(chunk)
+            try:
+                with open(tmp, "xb") as out:
+                    async for chunk in request.stream():
+                        out.write(chunk)
+            except OSError as e:
+                _remove(tmp)
+                await _drain(request)  # so the client reads the answer instead of a reset
+                raise store.os_error("store the upload", e) from None
             await state.blocking(lambda: store.adopt_blob(tmp, expected=digest))
         except ClientDisconnect:
             raise RequestError("the upload was cut off", 400) from None
-        except StoreError as e:
+        except StoreFull as e:
+            raise RequestError(str(e), 507) from None
+        except DigestMismatch as e:
             raise RequestError(str(e), 400) from None
+        except StoreError as e:
+            raise RequestError(str(e), 500) from None
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _remove(tmp)
     return Response(status_code=201)
+
+
+DRAIN_LIMIT_BYTES = 64 << 20  # after a failed write, read (and drop) at most this much more of the body
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+async def _drain(request: Request) -> None:
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT_BYTES:
+                return
+    except ClientDisconnect:
+        return
 
 
 ROUTES = [

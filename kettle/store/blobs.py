@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from kettle.errors import StoreError
+from kettle.errors import DigestMismatch, StoreError
 from kettle.store.manifest import digest_hex, normalize_digest
 
 TEMP_PREFIX = ".kettle-tmp-"
@@ -182,7 +182,7 @@ class BlobStore:
 
     def _commit(self, tmp: Path, digest: str, want: str | None) -> str:
         if want is not None and digest != want:
-            raise StoreError(f"digest mismatch: expected {want}, got {digest}")
+            raise DigestMismatch(f"digest mismatch: expected {want}, got {digest}", want, digest)
         final = self.path(digest)
         if self.has(digest):
             tmp.unlink()

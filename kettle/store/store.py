@@ -28,6 +28,7 @@ another case replaces that manifest instead of adding a second one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kettle import config
-from kettle.errors import ModelNotFound, StoreError
+from kettle.errors import ModelNotFound, StoreError, StoreFull
 from kettle.store.blobs import TEMP_PREFIX, BlobStore, ByteProgress, fsync_dir, open_regular_file
 from kettle.store.details import MAX_CONFIG_BYTES, ModelDetails, config_blob, details_from_config
 from kettle.store.manifest import CONFIG_MEDIA_TYPE, MAX_MANIFEST_BYTES, Layer, Manifest, normalize_digest
@@ -52,6 +53,8 @@ except ImportError:  # pragma: no cover - not POSIX: no cross-process locking
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".kettle-lock"
+# A write that fails for want of room: the disk, a quota, or a file-size limit (RLIMIT_FSIZE).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _NAME_PARTS = tuple(Part)  # host, namespace, model, tag: one directory level each
 
 
@@ -75,7 +78,13 @@ class CleanupReport:
     blobs: tuple[str, ...] = ()
 
 
-def _oserror(action: str, e: OSError) -> StoreError:
+def _oserror(action: str, e: OSError, root: Path | None = None) -> StoreError:
+    if e.errno in DISK_FULL_ERRNOS:
+        where = f" ({root})" if root is not None else ""
+        return StoreFull(
+            f"cannot {action}: the disk holding the model store{where} is full ({e.strerror or e}); "
+            f"free some space (kettle rm unused models) or point KETTLE_MODELS at a larger disk"
+        )
     return StoreError(f"cannot {action}: {e.strerror or e}")
 
 
@@ -95,6 +104,11 @@ class Store:
         self._blobs = BlobStore(self.blobs_dir)
         if cleanup:
             self.cleanup()
+
+    def os_error(self, action: str, e: OSError) -> StoreError:
+        """``e`` (raised while trying to ``action``) as the store's error: ``StoreFull``
+        when the disk is full, else ``StoreError``."""
+        return _oserror(action, e, self.root)
 
     # -- locking --------------------------------------------------------------
 
@@ -138,14 +152,14 @@ class Store:
             try:
                 return self._blobs.add_file(Path(path), expected=expected, progress=progress)
             except OSError as e:
-                raise _oserror(f"store {path}", e) from None
+                raise _oserror(f"store {path}", e, self.root) from None
 
     def add_blob_bytes(self, data: bytes, *, expected: str | None = None) -> str:
         with self.writing():
             try:
                 return self._blobs.add_bytes(data, expected=expected)
             except OSError as e:
-                raise _oserror("store a blob", e) from None
+                raise _oserror("store a blob", e, self.root) from None
 
     def add_blob_stream(
         self, stream: BinaryIO, *, expected: str | None = None, total: int | None = None,
@@ -156,7 +170,7 @@ class Store:
             try:
                 return self._blobs.add_stream(stream, expected=expected, total=total, progress=progress)
             except OSError as e:
-                raise _oserror("store a blob", e) from None
+                raise _oserror("store a blob", e, self.root) from None
 
     def temp_path(self) -> Path:
         """A temporary file name inside the store, for ``adopt_blob``.
@@ -171,7 +185,7 @@ class Store:
             try:
                 return self._blobs.adopt(tmp, expected=expected)
             except OSError as e:
-                raise _oserror("store a blob", e) from None
+                raise _oserror("store a blob", e, self.root) from None
 
     def read_blob_bytes(self, digest: str, *, limit: int) -> bytes:
         """A small blob's content; StoreError when missing or larger than ``limit``."""
@@ -286,7 +300,7 @@ class Store:
                 fsync_dir(target.parent)
             except OSError as e:
                 tmp.unlink(missing_ok=True)
-                raise _oserror(f"write the manifest of {name.display()}", e) from None
+                raise _oserror(f"write the manifest of {name.display()}", e, self.root) from None
             return hashlib.sha256(data).hexdigest()
 
     def _walk(self) -> Iterator[tuple[ModelName, Path]]:
