@@ -23,7 +23,7 @@ import numpy as np
 
 from kettle.engine.batch import BatchEngine, Chunk, Constraint
 from kettle.engine.runner import Runner
-from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, KettleError, TokenizerError
+from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, KettleError, MetadataError, TokenizerError
 from kettle.gguf import GGUFFile
 from kettle.models import Transformer, load_model
 from kettle.options import LoadOptions, parse_options
@@ -77,9 +77,8 @@ class Model:
         self.transformer: Transformer = load_model(self.gguf)
         cfg = self.transformer.config
         if self.tokenizer.vocab_size != cfg.n_vocab:
-            raise KettleError(
-                f"{spec.path}: the tokenizer has {self.tokenizer.vocab_size} tokens but the model {cfg.n_vocab}"
-            )
+            raise MetadataError(spec.path, "tokenizer.ggml.tokens", f"{self.tokenizer.vocab_size} tokens",
+                                f"{cfg.n_vocab}, one per row of token_embd.weight")
         self.runner = Runner(
             self.transformer, n_ctx=load_options.context_length(cfg.context_length), n_slots=num_parallel,
             n_batch=load_options.num_batch, n_thread=load_options.num_thread,

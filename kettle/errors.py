@@ -24,6 +24,22 @@ class GGUFError(KettleError):
         super().__init__(f"{self.path}: {message}")
 
 
+class MetadataError(GGUFError):
+    """A hyper-parameter in a GGUF file's metadata is missing, of the wrong type, out of
+    range, or disagrees with another one or with the tensors. Names the key, the value
+    and what was expected."""
+
+    def __init__(self, path: object, key: str, value: object, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:120] + "..."
+        what = "is missing" if value is None else f"is {shown}"
+        super().__init__(path, f"metadata '{key}' {what}; expected {expected}")
+
+
 class UnsupportedModel(KettleError):
     """The architecture or a tensor type is not one kettle can run."""
 

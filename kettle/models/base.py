@@ -4,7 +4,8 @@ An architecture file declares its weights by their GGUF names beside the layer
 that owns them (``W("blk.{i}.attn_q.weight", ("n_head * head_dim", "n_embd"))``),
 with shapes written in terms of hyper-parameters. ``bind_weights`` checks the
 file against the declarations and reports every missing, unexpected or
-mis-shaped tensor in one ``WeightError``.
+mis-shaped tensor in one ``WeightError``. The hyper-parameters themselves are
+read and checked in ``hparams.py``.
 """
 
 from __future__ import annotations
@@ -32,40 +33,6 @@ class W:
     shape: tuple[str, ...]
     optional: bool = False
     tied: str | None = None
-
-
-def meta_value(gguf: GGUFFile, key: str, kind: type, default: Any = None) -> Any:
-    """A metadata value of the expected kind, or ``default`` if absent."""
-    value = gguf.get(key)
-    if value is None:
-        if default is None:
-            raise UnsupportedModel(f"{gguf.path}: required metadata '{key}' is missing")
-        return default
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is int and isinstance(value, np.ndarray):
-        return value  # per-layer arrays (e.g. head counts) are checked by the caller
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise UnsupportedModel(f"{gguf.path}: metadata '{key}' should be {kind.__name__}, is {type(value).__name__}")
-    return value
-
-
-def decoder_dims(gguf: GGUFFile, arch: str) -> dict[str, int]:
-    """The sizes every decoder declares under ``{arch}.*``, named as
-    ``TransformerConfig`` names them (and as weight shapes refer to them)."""
-    key = lambda name: f"{arch}.{name}"  # noqa: E731
-    n_embd = meta_value(gguf, key("embedding_length"), int)
-    n_head = meta_value(gguf, key("attention.head_count"), int)
-    embd = gguf.tensors.get("token_embd.weight")
-    return {
-        "n_vocab": embd.shape[0] if embd is not None else 0,  # a missing embedding is reported by the binder
-        "n_embd": n_embd,
-        "n_layer": meta_value(gguf, key("block_count"), int),
-        "n_head": n_head,
-        "n_kv_head": meta_value(gguf, key("attention.head_count_kv"), int, n_head),
-        "head_dim": meta_value(gguf, key("attention.key_length"), int, n_embd // n_head),
-        "n_ff": meta_value(gguf, key("feed_forward_length"), int),
-    }
 
 
 def _eval_shape(shape: tuple[str, ...], hp: dict[str, int]) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ Gemma's ``1 + weight`` into the norm weights.)
 from __future__ import annotations
 
 from kettle.gguf import GGUFFile
-from kettle.models.base import W, bind_weights, decoder_dims, meta_value
+from kettle.models.base import W, bind_weights
+from kettle.models.hparams import LIMITS, HParams, check_config
 from kettle.models.transformer import (
     CORE_WEIGHTS,
     Activation,
@@ -35,10 +36,10 @@ WEIGHTS = [
 
 
 def load(gguf: GGUFFile) -> Transformer:
-    key = lambda name: f"gemma3.{name}"  # noqa: E731
-    dims = decoder_dims(gguf, "gemma3")
-    window = meta_value(gguf, key("attention.sliding_window"), int, 512)
-    global_base = meta_value(gguf, key("rope.freq_base"), float, 1_000_000.0)
+    hp = HParams(gguf, "gemma3")
+    dims = hp.decoder_dims()
+    window = hp.int("attention.sliding_window", 1, LIMITS.context, 512)
+    global_base = hp.rope_base(1_000_000.0)
     layers = tuple(
         LayerConfig(window=0, rope_base=global_base)
         if (i + 1) % GLOBAL_EVERY == 0
@@ -49,7 +50,7 @@ def load(gguf: GGUFFile) -> Transformer:
         arch="gemma3",
         **dims,
         n_rot=dims["head_dim"],
-        eps=meta_value(gguf, key("attention.layer_norm_rms_epsilon"), float, 1e-6),
+        eps=hp.rms_eps(1e-6),
         rope_style=RopeStyle.NEOX,
         layers=layers,
         activation=Activation.GELU_TANH,
@@ -57,7 +58,8 @@ def load(gguf: GGUFFile) -> Transformer:
         embd_scale=float(dims["n_embd"]) ** 0.5,
         qk_norm=True,
         post_norms=True,
-        context_length=meta_value(gguf, key("context_length"), int, 32768),
+        context_length=hp.context_length(32768),
     )
+    check_config(gguf, config)
     weights = bind_weights(gguf, WEIGHTS, config.n_layer, dims)
     return Transformer(config, weights)

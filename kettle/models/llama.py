@@ -8,7 +8,8 @@ feed-forward; the output matrix may be tied to the token embeddings.
 from __future__ import annotations
 
 from kettle.gguf import GGUFFile
-from kettle.models.base import W, bind_weights, decoder_dims, meta_value
+from kettle.models.base import W, bind_weights
+from kettle.models.hparams import LIMITS, HParams, check_config
 from kettle.models.transformer import (
     CORE_WEIGHTS,
     Activation,
@@ -33,20 +34,21 @@ _ROPE_STYLE = {"llama": RopeStyle.NORM, "qwen2": RopeStyle.NEOX}
 
 def load(gguf: GGUFFile) -> Transformer:
     arch = gguf.architecture
-    key = lambda name: f"{arch}.{name}"  # noqa: E731
-    dims = decoder_dims(gguf, arch)
-    n_rot = meta_value(gguf, key("rope.dimension_count"), int, dims["head_dim"])
-    rope_base = meta_value(gguf, key("rope.freq_base"), float, 10000.0)
+    hp = HParams(gguf, arch)
+    dims = hp.decoder_dims()
+    n_rot = hp.int("rope.dimension_count", 0, LIMITS.head_dim, dims["head_dim"])
+    rope_base = hp.rope_base(10000.0)
     config = TransformerConfig(
         arch=arch,
         **dims,
         n_rot=n_rot,
-        eps=meta_value(gguf, key("attention.layer_norm_rms_epsilon"), float, 1e-5),
+        eps=hp.rms_eps(1e-5),
         rope_style=_ROPE_STYLE[arch],
         layers=tuple(LayerConfig(window=0, rope_base=rope_base) for _ in range(dims["n_layer"])),
         activation=Activation.SILU,
         attn_scale=default_attn_scale(dims["head_dim"]),
-        context_length=meta_value(gguf, key("context_length"), int, 2048),
+        context_length=hp.context_length(2048),
     )
+    check_config(gguf, config)
     weights = bind_weights(gguf, WEIGHTS, config.n_layer, {**dims, "n_rot_half": n_rot // 2})
     return Transformer(config, weights)

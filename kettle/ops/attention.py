@@ -230,9 +230,20 @@ def attention(
     scale: float,
     out: np.ndarray,
 ) -> np.ndarray:
-    """q (n, n_head, hd) -> out (n, n_head, hd); caches (n_slots, n_kv, n_ctx, hd)."""
+    """q (n, n_head, hd) -> out (n, n_head, hd); caches (n_slots, n_kv, n_ctx, hd).
+
+    The kernels check no bounds: the sizes they index by are checked here, against
+    each other (slots and positions against the cache are the runner's check).
+    """
     n, n_head, hd = q.shape
+    n_kv, n_ctx = k_cache.shape[1], k_cache.shape[2]
+    if (k_cache.shape != v_cache.shape or k_cache.shape[3] != hd or out.shape != q.shape
+            or n_kv < 1 or n_head % n_kv or seq_slots.shape != (n,) or positions.shape != (n,)):
+        raise ValueError(f"attention: q {q.shape}, caches {k_cache.shape} / {v_cache.shape}, out {out.shape}, "
+                         f"{seq_slots.shape[0]} slots and {positions.shape[0]} positions do not fit together")
     keys = int(positions.max()) + 1 if n else 0  # at most, per query
+    if keys > n_ctx:
+        raise ValueError(f"attention: position {keys - 1} outside the cache of {n_ctx}")
     if window > 0:
         keys = min(keys, window)
     run = _attention_grouped if n_head // k_cache.shape[1] >= GROUPED_FROM else _attention

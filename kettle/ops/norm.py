@@ -23,6 +23,8 @@ def _rms_norm(x, w, eps, out):  # x (n, d), w (d,) -> out (n, d)
 
 def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
     """x (n, d) f32, w (d,) f32 -> (n, d): x / sqrt(mean(x^2) + eps) * w."""
+    if x.ndim != 2 or w.shape != (x.shape[1],) or (out is not None and out.shape != x.shape):
+        raise ValueError(f"rms_norm: x {x.shape} and weight {w.shape} do not fit")
     if out is None:
         out = np.empty_like(x)
     _rms_norm(x, w, np.float32(eps), out)
@@ -33,6 +35,8 @@ def rms_norm_heads(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     """Per-head norm (gemma's q/k norms): x (n, heads * hd) in place, w (hd,)."""
     n = x.shape[0]
     hd = w.shape[0]
+    if x.ndim != 2 or x.shape[1] % hd:
+        raise ValueError(f"rms_norm_heads: x {x.shape} is not whole heads of {hd}")
     flat = x.reshape(n * (x.shape[1] // hd), hd)
     _rms_norm(flat, w, np.float32(eps), flat)
     return x

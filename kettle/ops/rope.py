@@ -56,5 +56,9 @@ def rope_inplace(
 ) -> np.ndarray:
     """x (n, n_heads * head_dim): rotate the first n_rot dims of each head by ``rope_table``'s angles."""
     cos, sin = table
+    # The kernel writes x[t, h * head_dim + i + n_rot/2]: n_rot must lie within the head.
+    if (x.ndim != 2 or x.shape[1] != n_heads * head_dim or cos.shape != sin.shape
+            or cos.shape[0] != x.shape[0] or 2 * cos.shape[1] > head_dim):
+        raise ValueError(f"rope: x {x.shape} with {n_heads} heads of {head_dim} and angles {cos.shape} do not fit")
     _rope(x.shape[0], x, cos, sin, n_heads, head_dim, style == RopeStyle.NEOX)
     return x

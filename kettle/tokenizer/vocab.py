@@ -38,6 +38,9 @@ KEY_ADD_PREFIX = "tokenizer.ggml.add_space_prefix"
 KEY_NAME = "general.name"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 class VocabType(enum.Enum):
     """``tokenizer.ggml.model`` values kettle supports."""
 
@@ -262,12 +265,10 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
         attrs = np.where(known, _TYPE_TO_ATTR[np.where(known, t, 0)], TokenAttr.UNDEFINED).astype(np.int32)
     for i in np.nonzero(attrs & TokenAttr.BYTE)[0].tolist():
         text = tokens[i]
-        if len(text) != 6 or not text.startswith("<0x") or not text.endswith(">"):
+        # Two hex digits exactly: int(..., 16) alone would take "-1", " 1" or "_1".
+        if len(text) != 6 or not text.startswith("<0x") or not text.endswith(">") \
+                or any(c not in _HEX_DIGITS for c in text[3:5]):
             raise TokenizerError(f"token {i} {text!r} has type BYTE but is not of the form <0xXX>")
-        try:
-            int(text[3:5], 16)
-        except ValueError:
-            raise TokenizerError(f"token {i} {text!r} has type BYTE but is not of the form <0xXX>") from None
 
     ranks: dict[Pair, int] = {}
     pre: PreType | None = None
