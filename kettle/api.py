@@ -11,6 +11,7 @@ Options are named as ollama names them. Load-time options (``num_ctx``,
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from kettle.engine.batch import BatchEngine, Chunk, Constraint
+from kettle.engine.memory import check_load_fits
 from kettle.engine.runner import Runner
 from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, KettleError, MetadataError, TokenizerError
 from kettle.gguf import GGUFFile
@@ -61,9 +63,28 @@ def resolve(name_or_path: str | os.PathLike[str] | None, store: Store | None = N
     )
 
 
+def _nothing_kept_on_failure(init: Any) -> Any:
+    """A load that fails keeps nothing: the file is unmapped and every partial attribute
+    dropped at once, even while the exception (whose traceback holds ``self``) lives on."""
+
+    @functools.wraps(init)
+    def wrapper(self: Model, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            gguf = self.__dict__.get("gguf")
+            self.__dict__.clear()
+            if gguf is not None:
+                gguf.close()
+            raise
+
+    return wrapper
+
+
 class Model:
     """A loaded model: tokenizer, weights (memory-mapped), KV cache, templates."""
 
+    @_nothing_kept_on_failure
     def __init__(self, spec: ModelSpec, load_options: LoadOptions, num_parallel: int = 1) -> None:
         t0 = time.perf_counter_ns()
         self.spec = spec
@@ -79,8 +100,11 @@ class Model:
         if self.tokenizer.vocab_size != cfg.n_vocab:
             raise MetadataError(spec.path, "tokenizer.ggml.tokens", f"{self.tokenizer.vocab_size} tokens",
                                 f"{cfg.n_vocab}, one per row of token_embd.weight")
+        n_ctx = load_options.context_length(cfg.context_length)
+        check_load_fits(cfg, n_ctx=n_ctx, n_slots=num_parallel, n_batch=load_options.num_batch,
+                        n_thread=load_options.num_thread or (os.cpu_count() or 1))  # before the KV cache exists
         self.runner = Runner(
-            self.transformer, n_ctx=load_options.context_length(cfg.context_length), n_slots=num_parallel,
+            self.transformer, n_ctx=n_ctx, n_slots=num_parallel,
             n_batch=load_options.num_batch, n_thread=load_options.num_thread,
         )
         self.engine = BatchEngine(self.runner, self.tokenizer)
