@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kettle.errors import ContextOverflow
+from kettle.engine.memory import available_memory
+from kettle.errors import ContextOverflow, InsufficientMemory
 from kettle.ops._jit import exact_kernel
 
 
@@ -32,8 +33,17 @@ class KVCache:
         self.n_ctx = n_ctx
         self.n_slots = n_slots
         shape = (n_layer, n_slots, n_kv_head, n_ctx, head_dim)
-        self.k = np.zeros(shape, dtype=np.float32)  # (n_layer, n_slots, n_kv, n_ctx, hd)
-        self.v = np.zeros(shape, dtype=np.float32)
+        try:
+            self.k = np.zeros(shape, dtype=np.float32)  # (n_layer, n_slots, n_kv, n_ctx, hd)
+            self.v = np.zeros(shape, dtype=np.float32)
+        except MemoryError:  # the estimate (engine/memory.py) could not see the limit; say it plainly
+            self.k = self.v = None
+            need = 2 * 4 * n_layer * n_slots * n_kv_head * n_ctx * head_dim
+            raise InsufficientMemory(
+                f"model requires more system memory ({need / 2**30:.1f} GiB for its KV cache) than is available: "
+                f"lower num_ctx ({n_ctx}) or the number of parallel sequences ({n_slots}), or free memory",
+                need, available_memory() or 0,
+            ) from None
         self.lengths = np.zeros(n_slots, dtype=np.int64)  # tokens held per slot
         self.tokens: list[list[int]] = [[] for _ in range(n_slots)]  # the ids behind them
 

@@ -101,3 +101,12 @@ def test_a_load_too_big_is_refused_and_a_smaller_one_then_works(smollm2_path: Pa
         assert model.generate("The sky is", num_predict=2, temperature=0).text()
     finally:
         model.close()
+
+
+def test_a_kv_cache_the_system_cannot_allocate_is_insufficient_memory() -> None:
+    from kettle.engine.kv_cache import KVCache
+
+    with pytest.raises(InsufficientMemory, match=r"^model requires more system memory \(\d+\.\d GiB for its KV cache\)"):
+        KVCache(n_layer=1024, n_kv_head=64, head_dim=128, n_ctx=1 << 20, n_slots=64)  # 2 x 2 PiB
+    cache = KVCache(n_layer=2, n_kv_head=1, head_dim=4, n_ctx=8, n_slots=1)
+    assert cache.k.shape == (2, 1, 1, 8, 4)
