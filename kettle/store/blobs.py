@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from kettle.errors import DigestMismatch, StoreError
 from kettle.store.manifest import digest_hex, normalize_digest
+from kettle.store.verify import RECORDS_DIR, Verifier
 
 TEMP_PREFIX = ".kettle-tmp-"
 BLOB_PREFIX = "sha256-"
@@ -68,8 +69,9 @@ def open_regular_file(path: Path) -> BinaryIO | None:
 class BlobStore:
     """The ``blobs/`` directory. Digests are ``sha256:<hex>`` or ``sha256-<hex>``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, records: Path | None = None) -> None:
         self.dir = directory
+        self.verifier = Verifier(directory, records if records is not None else directory.parent / RECORDS_DIR)
 
     # -- names ----------------------------------------------------------------
 
@@ -87,6 +89,19 @@ class BlobStore:
 
     def has(self, digest: str) -> bool:
         return self.size(digest) is not None
+
+    def verify(self, digest: str) -> None:
+        """``DigestMismatch`` unless the blob's bytes hash to its digest (hashed once per change:
+        see verify.py); StoreError when it is missing."""
+        self.verifier.verify(self.path(digest), normalize_digest(digest))
+
+    def _intact(self, digest: str) -> bool:
+        """Whether the stored blob ``digest`` holds its bytes (False: corrupt or unreadable)."""
+        try:
+            self.verify(digest)
+        except StoreError:
+            return False
+        return True
 
     def digests(self) -> Iterator[str]:
         """Every complete blob present, as ``sha256:<hex>``."""
@@ -151,8 +166,9 @@ class BlobStore:
     def add_file(
         self, path: Path, *, expected: str | None = None, progress: ByteProgress | None = None
     ) -> str:
-        """Copy a regular file into a blob. With ``expected`` already stored, reads nothing."""
-        if expected is not None and self.has(expected):
+        """Copy a regular file into a blob. With ``expected`` already stored intact, reads nothing
+        (a corrupt copy is replaced)."""
+        if expected is not None and self.has(expected) and self._intact(expected):
             size = self.size(expected) or 0
             if progress is not None:
                 progress(size, size)
@@ -184,14 +200,17 @@ class BlobStore:
         if want is not None and digest != want:
             raise DigestMismatch(f"digest mismatch: expected {want}, got {digest}", want, digest)
         final = self.path(digest)
-        if self.has(digest):
+        if self.has(digest) and self._intact(digest):
             tmp.unlink()
             return digest
         os.chmod(tmp, BLOB_MODE)
-        os.replace(tmp, final)
+        os.replace(tmp, final)  # new, or in place of a corrupt copy
         fsync_dir(self.dir)
+        self.verifier.record(final)  # hashed as it was written
         return digest
 
     def remove(self, digest: str) -> None:
         """Delete a blob (callers hold the store's exclusive lock)."""
-        self.path(digest).unlink(missing_ok=True)
+        path = self.path(digest)
+        path.unlink(missing_ok=True)
+        self.verifier.forget(path.name)

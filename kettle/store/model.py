@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kettle.errors import StoreError
+from kettle.errors import DigestMismatch, StoreError
 from kettle.store.details import ModelDetails, details_from_config
 from kettle.store.manifest import Layer, Manifest, MediaType
 from kettle.store.names import ModelName
@@ -76,8 +76,21 @@ def _messages(value: Any, digest: str) -> tuple[dict[str, str], ...]:
     return tuple(out)
 
 
+def _verified(store: Store, name: ModelName, layer: Layer) -> None:
+    """The blob of ``layer`` holds the bytes its digest names (hashed once: see verify.py)."""
+    try:
+        store.verify_blob(layer.digest)
+    except DigestMismatch as e:
+        raise DigestMismatch(
+            f"model {name.display()}: {e}; the file changed on disk since it was stored. Pull or create "
+            f"the model again (which replaces the blob), or remove it: kettle rm {name.display()}",
+            e.expected, e.actual,
+        ) from None
+
+
 def load_stored_model(store: Store, name: ModelName, manifest: Manifest, digest: str) -> StoredModel:
-    """Read every layer of ``manifest``; StoreError when a layer is missing or malformed."""
+    """Read every layer of ``manifest``; StoreError when a layer is missing or malformed,
+    DigestMismatch when a blob's bytes are not those its digest names."""
     models = manifest.find(MediaType.MODEL)
     if not models:
         raise StoreError(f"model {name.display()} has no model layer")
@@ -85,6 +98,7 @@ def load_stored_model(store: Store, name: ModelName, manifest: Manifest, digest:
     model_path = store.blob_path(model_layer.digest)
     if store.blob_size(model_layer.digest) != model_layer.size:
         raise StoreError(f"model {name.display()}: blob {model_layer.digest} is missing or incomplete")
+    _verified(store, name, model_layer)
     params: dict[str, Any] = {}
     template = system = None
     licenses: list[str] = []
@@ -106,6 +120,7 @@ def load_stored_model(store: Store, name: ModelName, manifest: Manifest, digest:
         elif kind == MediaType.ADAPTER:
             if not store.has_blob(layer.digest):
                 raise StoreError(f"model {name.display()}: adapter blob {layer.digest} is missing")
+            _verified(store, name, layer)
             adapters.append(store.blob_path(layer.digest))
         elif kind == MediaType.MESSAGES:
             messages = _messages(_json(store, layer), layer.digest)

@@ -5,6 +5,7 @@
     <root>/blobs/sha256-<hex>                           content-addressed blobs (blobs.py)
     <root>/manifests/<host>/<namespace>/<model>/<tag>   one manifest per name (manifest.py)
     <root>/.kettle-lock                                 coordinates writers and pruning
+    <root>/.kettle-verified/sha256-<hex>                blobs whose hash was checked, by stat (verify.py)
 
 Crash safety. Blobs and manifests are each written to a temporary file,
 fsynced and renamed into place, and a manifest is written only after every
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kettle import config
-from kettle.errors import ModelNotFound, StoreError, StoreFull
+from kettle.errors import DigestMismatch, ModelNotFound, StoreError, StoreFull
 from kettle.store.blobs import TEMP_PREFIX, BlobStore, ByteProgress, fsync_dir, open_regular_file
 from kettle.store.details import MAX_CONFIG_BYTES, ModelDetails, config_blob, details_from_config
 from kettle.store.manifest import CONFIG_MEDIA_TYPE, MAX_MANIFEST_BYTES, Layer, Manifest, normalize_digest
@@ -187,15 +188,25 @@ class Store:
             except OSError as e:
                 raise _oserror("store a blob", e, self.root) from None
 
+    def verify_blob(self, digest: str) -> None:
+        """``DigestMismatch`` unless the blob holds the bytes its digest names (StoreError when
+        missing). Hashed at its first use and again only after its file changed (verify.py)."""
+        self._blobs.verify(digest)
+
     def read_blob_bytes(self, digest: str, *, limit: int) -> bytes:
-        """A small blob's content; StoreError when missing or larger than ``limit``."""
-        f = open_regular_file(self.blob_path(digest))
+        """A small blob's content, checked against its digest; StoreError when missing or larger
+        than ``limit``, DigestMismatch when its bytes are not the ones its digest names."""
+        want = normalize_digest(digest)
+        f = open_regular_file(self.blob_path(want))
         if f is None:
-            raise StoreError(f"blob {digest} is missing")
+            raise StoreError(f"blob {want} is missing")
         with f:
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise StoreError(f"blob {digest} is larger than {limit} bytes")
+            raise StoreError(f"blob {want} is larger than {limit} bytes")
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != want:
+            raise DigestMismatch(f"blob {want} is corrupt: its content hashes to {actual}", want, actual)
         return data
 
     def add_layer(self, media_type: str, data: bytes) -> Layer:
@@ -411,6 +422,8 @@ class Store:
                 self._blobs.remove(digest)
             if removed:
                 fsync_dir(self.blobs_dir)
+            if candidates is None:
+                self._blobs.verifier.remove_stale({self.blob_path(d).name for d in self._blobs.digests()})
             self._remove_empty_dirs()
             return CleanupReport(skipped=False, temp_files=temps, blobs=tuple(removed))
 
