@@ -9,26 +9,28 @@ globals ``raise_exception(msg)`` and ``strftime_now(fmt)``, and a ``tojson`` fil
 ``add_generation_prompt``, ``bos_token`` and ``eos_token``.
 
 The sandbox keeps templates away from Python internals (``__class__``, ``__globals__``...).
-On top of it, every render is charged to a :class:`~kettle.templates.limits.Budget`:
+On top of it, every render is charged to a :class:`~kettle.templates.limits.Budget`
+(see :mod:`kettle.templates.jinja_bounds` for the rules):
 
 * every ``for`` loop step (the loop's iterable is wrapped when the template is compiled) and
-  every call, filter and namespace assignment checks the deadline;
+  every call, filter, operator and namespace assignment checks the deadline;
 * output is counted as it streams out;
-* the operations that can build a huge value from small ones are checked *before* they run:
-  ``*``, ``+``, ``**``, ``%`` and ``~``, ``str.format``, the string methods and filters that take
-  a width or a replacement (``ljust``, ``replace``, ``indent``, ``join``, ...), and any integer
-  argument above the output limit is refused;
-* the results of calls and filters are measured after they run.
+* what an operation would build is measured *before* it runs: the text of ``{{ value }}``, ``~``,
+  ``%``/``format``, ``join``, ``tojson``, ``pprint``, ``string`` and the other text filters (an
+  upper bound found without building it), the items of ``*`` and ``+`` on lists, ``list``,
+  ``batch``, ``split``; integer operators by the size of their operands; the buffers of macros
+  and blocks before they are joined;
+* the results of calls, filters and operators are measured after they run, and what all of
+  them built is added up against ``max_work_chars``;
+* ``sum`` adds numbers only; ``lipsum`` is capped.
 
 Every failure is a :class:`TemplateError` (with the template line when jinja2 knows it).
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,97 +42,28 @@ import jinja2.runtime
 import jinja2.sandbox
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, pass_environment
 from jinja2.visitor import NodeTransformer
 
 from kettle.errors import TemplateError
+from kettle.templates import jinja_bounds as bounds
 from kettle.templates.limits import Budget, TemplateLimits
 
-_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("kettle_jinja_budget", default=None)
-_DIGITS = re.compile(r"\d+")
-_PERCENT_SPEC = re.compile(r"%[-+ #0_^]*(\d*)(?:\.(\d*))?")  # width and precision of a % directive
-_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")  # the spec after ':' in a {} field
-_MAX_JSON_INDENT = 64
-_MAX_POWER_BITS = 1_000_000  # refuse an integer ** whose result would need more bits
 TEMPLATE_VARIABLES = frozenset({"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"})
-_WIDENING_FILTERS = frozenset({"indent", "replace", "join", "wordwrap", "format", "center", "slice", "batch"})
-
-
-def _budget() -> Budget:
-    budget = _BUDGET.get()
-    if budget is None:  # a template object used outside render(): give it the default bounds
-        budget = Budget(TemplateLimits())
-        _BUDGET.set(budget)
-    return budget
-
-
-def _too_big(size: int, what: str) -> None:
-    limit = _budget().limits.max_output_chars
-    if size > limit:
-        raise TemplateError(f"{what} would produce more than {limit} characters")
-
-
-def _check_ints(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    limit = _budget().limits.max_output_chars
-    for a in list(args) + list(kwargs.values()):
-        if isinstance(a, int) and not isinstance(a, bool) and abs(a) > limit:
-            raise TemplateError(f"argument {a} is too large")
-
-
-def _check_format_string(fmt: str, style: str = "%") -> None:
-    """Widths and precisions in a ``%``-style or ``{}``-style format are bounded like integers."""
-    limit = _budget().limits.max_output_chars
-    if style == "%":
-        numbers = [n for m in _PERCENT_SPEC.finditer(fmt) for n in m.groups() if n]
-    else:
-        numbers = [n for m in _BRACE_SPEC.finditer(fmt) for n in _DIGITS.findall(m.group(1))]
-    for n in numbers:
-        if len(n) > 9 or int(n) > limit:
-            raise TemplateError(f"format string field {n} is too large")
-
-
-def _measure(result: Any, what: str) -> Any:
-    if isinstance(result, (str, list, tuple)):
-        _too_big(len(result), what)
-    return result
-
-
-def _precheck(name: str, s: Any, args: Sequence[Any]) -> None:
-    """Size checks for the string operations whose result can dwarf their inputs."""
-    if not isinstance(s, str):
-        if name == "join" and args and isinstance(args[0], str) and isinstance(s, (list, tuple)):
-            _too_big(len(args[0]) * len(s) + sum(len(str(x)) for x in s), "join")
-        return
-    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-        _too_big(len(s) + s.count(args[0]) * len(args[1]), "replace")
-    elif name == "expandtabs":
-        size = args[0] if args and isinstance(args[0], int) else 8
-        _too_big(len(s) * max(size, 1), "expandtabs")
-    elif name == "join" and args and isinstance(args[0], (list, tuple)):
-        _too_big(len(s) * len(args[0]) + sum(len(str(x)) for x in args[0]), "join")
-    elif name == "indent":
-        width = args[0] if args else 4
-        pad = len(width) if isinstance(width, str) else int(width)
-        _too_big(len(s) + pad * (s.count("\n") + 1), "indent")
-    elif name == "wordwrap":
-        wrap = args[2] if len(args) > 2 and isinstance(args[2], str) else "\n"
-        _too_big(len(s) * (1 + len(wrap)), "wordwrap")
-    elif name == "format":
-        _check_format_string(s, "%")
+_BUDGET = bounds.BUDGET
+_CONTEXTS = (jinja2.runtime.Context, jinja2.Environment, jinja2.nodes.EvalContext)
 
 
 def _iterate(iterable: Any) -> Any:
     """Every loop of a compiled template iterates through this."""
-    budget = _budget()
+    budget = bounds.budget()
     for item in iterable:
         budget.spend_iteration()
         yield item
 
 
 def _concat(*parts: Any) -> str:
-    texts = [str(p) for p in parts]
-    _too_big(sum(len(t) for t in texts), "'~'")
-    return "".join(texts)
+    return bounds.concat(parts)
 
 
 class _Guard(NodeTransformer):
@@ -162,8 +95,8 @@ class _Undefined(jinja2.Undefined):
 
 class _BoundedNamespace(Namespace):
     def __setitem__(self, name: str, value: Any) -> None:
-        _budget().check_time()
-        _measure(value, "namespace value")
+        bounds.budget().check_time()
+        bounds.measure(value, "namespace value", charged=False)
         super().__setitem__(name, value)
 
 
@@ -186,82 +119,89 @@ def _raise_exception(message: str) -> None:
 
 
 def _strftime_now(fmt: str) -> str:
-    _check_format_string(fmt)
+    bounds.format_widths(fmt)
     return datetime.now().strftime(fmt)
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
             separators: Any = None, sort_keys: bool = False) -> str:
-    if isinstance(indent, int) and indent > _MAX_JSON_INDENT:
-        raise TemplateError(f"tojson indent {indent} is too large")
+    bounds.tojson_size(value, indent, separators)
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                       sort_keys=sort_keys)
+
+
+def _pprint(value: Any) -> str:
+    from pprint import pformat
+
+    bounds.pprint_size(value)
+    return pformat(value)
+
+
+def _environment_of(lead: Sequence[Any]) -> Any:
+    for a in lead:
+        if isinstance(a, jinja2.Environment):
+            return a
+        return a.environment  # a Context or an EvalContext
+    return _ENV
 
 
 def _guard_filter(name: str, fn: Any) -> Any:
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        _budget().check_time()
-        _check_ints(args, kwargs)
-        if name in _WIDENING_FILTERS:
-            values = [a for a in args if not isinstance(a, (jinja2.runtime.Context, jinja2.Environment,
-                                                            jinja2.nodes.EvalContext))]
-            if values:
-                if name == "slice" and len(values) > 1 and isinstance(values[1], int):
-                    if values[1] > _budget().limits.max_iterations:
-                        raise TemplateError(f"slice count {values[1]} is too large")
-                _precheck(name, values[0], values[1:])
-        return _measure(fn(*args, **kwargs), f"filter {name}")
+        bounds.budget().check_time()
+        bounds.check_ints(args, kwargs)
+        lead = 0
+        while lead < len(args) and isinstance(args[lead], _CONTEXTS):
+            lead += 1
+        values = list(args[lead:])
+        value = values[0] if values else None
+        bounds.precheck_filter(name, _environment_of(args[:lead]), values, kwargs)
+        return bounds.finish_filter(name, fn(*args[:lead], *values, **kwargs), value)
     return guarded
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "-", "/", "//", "%"})
 
     def __init__(self) -> None:
         super().__init__(trim_blocks=True, lstrip_blocks=True, undefined=_Undefined,
-                         extensions=[_Generation, jinja2.ext.loopcontrols])
+                         extensions=[_Generation, jinja2.ext.loopcontrols], finalize=bounds.finalize)
         self.kettle_iterate = _iterate
         self.kettle_concat = _concat
+        self.concat = bounds.join_buffer  # the generated code joins macro and block buffers with it
         self.filters["tojson"] = _tojson
+        self.filters["pprint"] = _pprint
+        self.filters["sum"] = pass_environment(bounds.bounded_sum)
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.globals["raise_exception"] = _raise_exception
         self.globals["strftime_now"] = _strftime_now
         self.globals["namespace"] = _BoundedNamespace
+        self.globals["lipsum"] = bounds.bounded_lipsum
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _budget().check_time()
-        seq = (str, list, tuple)
-        if operator == "*":
-            if isinstance(left, seq) and isinstance(right, int):
-                _too_big(len(left) * right, "'*'")
-            elif isinstance(right, seq) and isinstance(left, int):
-                _too_big(len(right) * left, "'*'")
-        elif operator == "+" and isinstance(left, seq) and isinstance(right, seq):
-            _too_big(len(left) + len(right), "'+'")
-        elif operator == "**" and isinstance(left, int) and isinstance(right, int):
-            if right > 0 and max(abs(left).bit_length(), 1) * right > _MAX_POWER_BITS:
-                raise TemplateError(f"{left} ** {right} is too large")
-        elif operator == "%" and isinstance(left, str):
-            _check_format_string(left)
-            _check_ints(right if isinstance(right, tuple) else (right,), {})
-        return _measure(super().call_binop(context, operator, left, right), f"'{operator}'")
+        bounds.budget().check_time()
+        bounds.check_binop(operator, left, right)
+        return bounds.measure(super().call_binop(context, operator, left, right), f"'{operator}'")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        _budget().check_time()
-        _check_ints(args, kwargs)
+        bounds.budget().check_time()
+        bounds.check_ints(args, kwargs)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
-        if isinstance(owner, (str, list, tuple)):
-            _precheck(name, owner, args)
-        return _measure(super().call(__context, __obj, *args, **kwargs), f"call of {name or 'a function'}")
+        if isinstance(owner, (str, bytes)):
+            args = bounds.precheck_method(name, owner, args)
+        result = super().call(__context, __obj, *args, **kwargs)
+        # a macro's text was charged when its buffer was joined; dict.get() and the like read
+        charged = not isinstance(__obj, jinja2.runtime.Macro) and result is not owner and \
+            (not isinstance(owner, Mapping) or name == "copy")
+        return bounds.measure(result, f"call of {name or 'a function'}", charged)
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
         if wrapped is None:
             return None
-        _check_format_string(value.__self__, "{}")
-        return wrapped
+        bounds.format_widths(value.__self__, "{}")
+        return bounds.wrap_format(wrapped, value.__self__, value.__name__ == "format_map")
 
 
 _ENV = _Environment()
@@ -292,6 +232,8 @@ class JinjaChatTemplate:
             raise TemplateError(f"Jinja syntax error: {exc.message}", exc.lineno) from None
         except RecursionError:
             raise TemplateError("Jinja template is nested too deeply") from None
+        except (ValueError, OverflowError) as exc:  # e.g. an integer literal of 5000 digits
+            raise TemplateError(f"Jinja template has a literal Python refuses: {exc}") from None
 
     def render(self, messages: Sequence[Mapping[str, Any]], *, system: str | None = None,
                tools: Sequence[Any] | None = None, add_generation_prompt: bool = True,

@@ -31,7 +31,7 @@ from typing import Any
 from kettle.errors import TemplateError
 from kettle.templates import ollama_data as data
 from kettle.templates.gotmpl.executor import Executor, StrictRoot
-from kettle.templates.gotmpl.funcs import BUILTINS, Func, Param
+from kettle.templates.gotmpl.funcs import BUILTINS, Func, FuncError, Param
 from kettle.templates.gotmpl.gojson import UnsupportedValue, marshal
 from kettle.templates.gotmpl.nodes import (
     ActionNode, ChainNode, CommandNode, FieldNode, IfNode, ListNode, Node, PipeNode, RangeNode,
@@ -49,7 +49,9 @@ DEFAULT_TEMPLATE = "{{ .Prompt }}"
 
 
 # -- the helper functions ollama registers -----------------------------------------------------
-def _json(_: int, v: Any) -> str:
+def _json(max_chars: int, v: Any) -> str:
+    if isinstance(v, str) and len(v) + 2 > max_chars:
+        raise FuncError(f"json would produce more than {max_chars} characters")
     try:
         return marshal(v)
     except UnsupportedValue:

@@ -9,6 +9,10 @@ the line of the call.
 
 Go builtins left out (no ollama template uses them): ``call`` (there are no function values),
 ``html``, ``js``, ``urlquery``; a template naming them fails to parse.
+
+Every function gets the render's output bound (``max_output_chars``) as its first argument;
+the printing ones stop before their text passes it, so ``printf`` of 150 arguments of 16 MB
+is refused after the first, not after building 2.4 GB.
 """
 
 from __future__ import annotations
@@ -218,12 +222,18 @@ def not_(_: int, arg: Any) -> bool:
 
 
 # -- printing -------------------------------------------------------------------------------------
-def print_(_: int, *args: Any) -> str:
-    return sprint(list(args))
+def print_(max_chars: int, *args: Any) -> str:
+    try:
+        return sprint(list(args), max_chars)
+    except ValueError as exc:
+        raise FuncError(str(exc)) from None
 
 
-def println_(_: int, *args: Any) -> str:
-    return sprintln(list(args))
+def println_(max_chars: int, *args: Any) -> str:
+    try:
+        return sprintln(list(args), max_chars)
+    except ValueError as exc:
+        raise FuncError(str(exc)) from None
 
 
 def printf(max_chars: int, fmt: str, *args: Any) -> str:
