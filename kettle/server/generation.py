@@ -22,7 +22,7 @@ import dataclasses
 import enum
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from kettle.sampling.constrained import compile_format
 from kettle.server.models import Resolved, now_rfc3339
 from kettle.server.state import ServerState, Shutdown
 from kettle.server.tools import ToolCallFilter, check_tool_calls, check_tools
-from kettle.server.wire import Fields, RequestError
+from kettle.server.wire import Fields, RequestError, bad_value
 
 MESSAGE_TEXT_FIELDS = ("content", "thinking", "tool_name", "tool_call_id")
 SHUTDOWN = "shutdown"  # done_reason of a generation the server's shutdown ended
@@ -207,8 +207,48 @@ def _build(model: Any, req: Request, resolved: Resolved) -> tuple[list[int], Sam
     if stops and "stop" not in base:
         base["stop"] = list(stops)
     _, params = parse_options(req.options, base=base)
-    constraint = compile_format(model.tokenizer, req.fmt)
+    try:
+        constraint = compile_format(model.tokenizer, req.fmt)
+    except InvalidParameter as e:
+        raise _pattern_error(req.fmt) or e from None
     return ids, params, constraint
+
+
+def _patterns(schema: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(path, regex) of every ``pattern`` and ``patternProperties`` key in a JSON schema."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            at = f"{path}.{key}"
+            if key == "pattern" and not isinstance(value, dict):
+                yield at, value
+            elif key == "patternProperties" and isinstance(value, dict):
+                for regex, sub in value.items():
+                    yield f"{at}[{regex!r}]", regex
+                    yield from _patterns(sub, f"{at}[{regex!r}]")
+            else:
+                yield from _patterns(value, at)
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from _patterns(value, f"{path}[{i}]")
+
+
+def _pattern_error(fmt: Any) -> RequestError | None:
+    """When a ``format`` schema was refused: the 400 naming the first pattern that is not a
+    string or not a regular expression, if one is at fault."""
+    import llguidance
+
+    compiler = llguidance.RegexCompiler()
+    for path, regex in _patterns(fmt, "format"):
+        if not isinstance(regex, str):
+            return bad_value(path, "a regular expression string", regex)
+        try:
+            compiler.compile(regex)
+        except ValueError as e:
+            detail = str(e).partition("regex parse error:")[2].split("error:")[-1].strip()
+            reason = detail.splitlines()[0] if detail else "not accepted"
+            return RequestError(f"invalid value for {path!r}: {regex!r} is not a valid regular expression ({reason})",
+                                field=path)
+    return None
 
 
 async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> Prepared:

@@ -3,7 +3,7 @@
 It runs on a random free port with its own temporary store (``KETTLE_MODELS``);
 the bundled smollm2 is pulled into it on first use. Limits are set so the tests
 can reach them quickly: 4 slots, a queue of 8, a 1 MiB body, 200k-character
-prompts. The model is kept loaded for the whole session (``KETTLE_KEEP_ALIVE=-1``).
+prompts, 2 s to send headers, 2 s of idle keep-alive. The model is kept loaded for the whole session (``KETTLE_KEEP_ALIVE=-1``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ SERVER_ENV = {
     "KETTLE_MAX_PROMPT": "200000",
     "KETTLE_MAX_CONNECTIONS": "512",
     "KETTLE_READ_TIMEOUT": "3",
+    "KETTLE_HEADER_TIMEOUT": "2",
+    "KETTLE_KEEPALIVE_TIMEOUT": "2",
     "KETTLE_ORIGINS": "chrome-extension://*",
 }
 GREEDY = {"temperature": 0, "seed": 1}
@@ -61,12 +63,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    store = tmp_path_factory.mktemp("kettle-store")
+@dataclass
+class Running:
+    """A ``kettle serve`` process and its output (see ``start_server``)."""
+
+    proc: subprocess.Popen[str]
+    server: Server
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(20)
+
+
+def start_server(store: Path, **env_overrides: str) -> Running:
+    """A real ``kettle serve`` on a free port of 127.0.0.1 with SERVER_ENV (plus overrides),
+    once it logs that it is ready; fails the test if it does not start."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KETTLE_", "OLLAMA_"))}
     env.update(SERVER_ENV, KETTLE_MODELS=str(store), PYTHONPATH=str(REPO))
+    env.update(env_overrides)
     proc = subprocess.Popen(
         [sys.executable, "-c", f"from kettle.server import serve; serve('127.0.0.1', {port})"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
@@ -80,20 +99,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             log.append(line.rstrip())
             if READY_LINE in line:
                 ready.set()
-        ready.set()  # exited: let the fixture see it
+        ready.set()  # exited: let the caller see it
 
     threading.Thread(target=drain, daemon=True).start()
-    srv = Server(f"http://127.0.0.1:{port}", port, store, log)
+    running = Running(proc, Server(f"http://127.0.0.1:{port}", port, store, log))
+    if not ready.wait(START_TIMEOUT) or proc.poll() is not None:
+        running.stop()
+        pytest.fail(f"kettle serve did not start:\n{running.server.tail()}")
+    return running
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("kettle-store"))
     try:
-        if not ready.wait(START_TIMEOUT) or proc.poll() is not None:
-            pytest.fail(f"kettle serve did not start:\n{srv.tail()}")
-        with srv.client() as c:  # pull and load the model once
+        with running.server.client() as c:  # pull and load the model once
             r = c.post("/api/generate", json={"model": MODEL})
             assert r.status_code == 200, r.text
-        yield srv
+        yield running.server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        running.stop()
