@@ -25,7 +25,7 @@ import numpy as np
 from kettle.engine.batch import BatchEngine, Chunk, Constraint
 from kettle.engine.memory import check_load_fits
 from kettle.engine.runner import Runner
-from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, KettleError, MetadataError, TokenizerError
+from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, MetadataError, TokenizerError
 from kettle.gguf import GGUFFile
 from kettle.models import Transformer, load_model
 from kettle.options import LoadOptions, parse_options
