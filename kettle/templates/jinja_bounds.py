@@ -50,12 +50,23 @@ _PICKING_FILTERS = frozenset({"attr", "d", "default", "first", "last", "max", "m
 # filters that run through their whole input: a lazy input is collected (and counted) first
 _CONSUMING_FILTERS = frozenset({"list", "join", "sort", "unique", "reverse", "groupby", "dictsort", "batch",
                                 "slice", "min", "max"})
-# filters that turn their input into text: the text is measured first (with a factor for escapes)
+# filters that turn their input into text: the text is measured first, times a factor for escapes
+# (or, for title, wordwrap and urlize, which run Python code per word: for their time)
 _TEXT_FILTERS = {
-    "capitalize": 1, "center": 1, "lower": 1, "upper": 1, "title": 1, "trim": 1, "truncate": 1,
-    "string": 1, "safe": 1, "striptags": 1, "wordcount": 1, "wordwrap": 1, "indent": 1, "replace": 1,
-    "e": 5, "escape": 5, "forceescape": 5, "xmlattr": 6, "urlize": 6, "urlencode": 12,
+    "capitalize": 1, "center": 1, "lower": 1, "upper": 1, "trim": 1, "truncate": 1, "string": 1,
+    "safe": 1, "striptags": 1, "wordcount": 1, "indent": 1, "replace": 1,
+    "e": 5, "escape": 5, "forceescape": 5, "xmlattr": 6, "urlencode": 12, "title": 8, "wordwrap": 8, "urlize": 8,
 }
+
+
+def _tick() -> None:
+    current = BUDGET.get()
+    if current is not None:
+        current.check_time()
+
+
+def _size(value: Any, limit: int, indent: int = 1) -> int:
+    return text_size(value, limit, indent, _tick)
 
 
 def budget() -> Budget:
@@ -144,7 +155,7 @@ def sum_sizes(items: Iterable[Any], limit: int) -> int:
     for x in items:
         size = known.get(id(x))
         if size is None:
-            size = known[id(x)] = text_size(x, limit)
+            size = known[id(x)] = _size(x, limit)
         total += size
         if total > limit:
             break
@@ -205,7 +216,7 @@ def finalize(value: Any) -> Any:
     current = BUDGET.get()
     if current is None:  # jinja2 folding a constant at compile time
         return value
-    size = text_size(value, current.limits.max_output_chars)
+    size = _size(value, current.limits.max_output_chars)
     too_big(size, "printing a value")
     charge(size)
     return value
@@ -230,7 +241,7 @@ def _arg_size(v: Any, limit: int) -> int:
         return v.bit_length() + 3  # binary digits, sign and prefix: the longest base
     if isinstance(v, str):
         return quoted_size(v)  # %r and !r quote
-    return text_size(v, limit)
+    return _size(v, limit)
 
 
 def check_format(fmt: str, style: str, values: Sequence[Any]) -> None:
@@ -287,7 +298,7 @@ def precheck_method(name: str, s: str | bytes, args: tuple[Any, ...]) -> tuple[A
 def _escaped_size(v: Any, factor: int, limit: int) -> int:
     if isinstance(v, str) and factor == 5:  # markupsafe: & < > ' " become &amp; &lt; &gt; &#39; &#34;
         return len(v) + 4 * sum(v.count(c) for c in "&<>'\"")
-    return text_size(v, limit) * factor
+    return _size(v, limit) * factor
 
 
 def precheck_filter(name: str, env: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
@@ -310,16 +321,16 @@ def precheck_filter(name: str, env: Any, args: list[Any], kwargs: dict[str, Any]
             args[0] = value = [make_attrgetter(env, attribute)(x) for x in value]
             del args[2:]
         sep = args[1] if len(args) > 1 else kwargs.get("d", "")
-        too_big(text_size(sep, limit) * max(len(value) - 1, 0) + sum_sizes(value, limit), "filter join")
+        too_big(_size(sep, limit) * max(len(value) - 1, 0) + sum_sizes(value, limit), "filter join")
     elif name == "format" and isinstance(value, str):
         check_format(value, "%", list(kwargs.values()) or args[1:])
     elif name == "replace" and len(args) >= 3:
         old, new = args[1], args[2]
         for part in (old, new):
-            too_big(text_size(part, limit), "filter replace")
-        size = len(value) if isinstance(value, str) else text_size(value, limit)
+            too_big(_size(part, limit), "filter replace")
+        size = len(value) if isinstance(value, str) else _size(value, limit)
         count = value.count(old) + 1 if isinstance(value, str) and isinstance(old, str) else size + 1
-        too_big(size + count * text_size(new, limit), "filter replace")
+        too_big(size + count * _size(new, limit), "filter replace")
     elif name == "indent" and isinstance(value, str):
         width = args[1] if len(args) > 1 else kwargs.get("width", 4)
         pad = len(width) if isinstance(width, str) else int(width)
@@ -341,11 +352,11 @@ def tojson_size(value: Any, indent: Any, separators: Any) -> None:
     if separators is not None and sum(len(str(s)) for s in separators) > MAX_JSON_SEPARATORS:
         raise TemplateError(f"tojson separators are limited to {MAX_JSON_SEPARATORS} characters")
     width = len(indent) if isinstance(indent, str) else indent if _is_int(indent) else 1
-    too_big(text_size((value,), budget().limits.max_output_chars, max(width, 1) + 2), "filter tojson")
+    too_big(_size((value,), budget().limits.max_output_chars, max(width, 1) + 2), "filter tojson")
 
 
 def pprint_size(value: Any) -> None:
-    too_big(text_size((value,), budget().limits.max_output_chars), "filter pprint")
+    too_big(_size((value,), budget().limits.max_output_chars), "filter pprint")
 
 
 def bounded_sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:

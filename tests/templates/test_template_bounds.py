@@ -97,6 +97,8 @@ JINJA_CASES = {
     "replace-list": (BIG + "{{ ([a] * 600)|replace('x', 'y')|length }}", "characters"),
     "center-list": (BIG + "{{ ([a] * 600)|center(10)|length }}", "characters"),
     "upper-list": (BIG + "{{ ([a] * 600)|upper|length }}", "characters"),
+    "title-words": ("{% set w = 'a ' * 8000000 %}{{ w|title|length }}", "characters"),
+    "wordwrap-words": ("{% set w = 'a ' * 4000000 %}{{ w|wordwrap|length }}", "characters"),
     "tojson-list": (BIG + "{{ ([a] * 600)|tojson|length }}", "characters"),
     "pprint-list": (BIG + "{{ ([a] * 600)|pprint|length }}", "characters"),
     "namespace-repr": (BIG + "{% set ns = namespace(x=[a] * 600) %}{{ ns }}", "characters"),
