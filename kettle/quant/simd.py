@@ -5,9 +5,11 @@ Two registered flavours of the same kernels: ``avx2`` (AVX2, FMA, F16C) and
 identical results, fewer instructions).
 
 ``matmul(raw, x, out, lut, unit)`` (the ``KernelSet.matmul`` contract) first
-quantizes each activation row ``x[t]`` to int8 blocks of 32 elements (Q8_0
-style: ``q = round(x / d)`` with ``d = max|x| / 127``; kept with ``d`` and
-``d * sum(q)``), then computes ``out`` with ``simd_ir``'s tile dot products:
+quantizes each activation row ``x[t]`` to int8 codes, ``q = round(x / d)`` with
+``d = max|x| / 127``: for the 32-element types per block of 32 (Q8_0 style, kept
+with ``d`` and ``d * sum(q)``), for the K-quants per super-block of 256 (Q8_K
+style, kept with ``d`` and the sum of each 16 codes). It then computes ``out``
+with the tile dot products of ``simd_ir`` or ``simd_kq``:
 ``prange`` over tiles of ``ROWS`` weight rows; in a tile, ``TILE_ROWS[type]``
 rows times ``TOKENS`` tokens per call (each weight block decoded once for those
 tokens). A last group of 2 or 3 tokens takes the same call (its missing tokens
@@ -19,12 +21,12 @@ slightly from the float32 ``portable`` kernels.
 
 Batch invariance: ``out[t, r]`` is computed by the same operations on
 ``x[t]``'s quantized blocks and ``W[r]`` in every tile shape (see
-``simd_ir``), whatever n, the other rows or the thread count. Calls with little work (a decode step on a small matrix) run on
+``simd_ir``, ``simd_kq``), whatever n, the other rows or the thread count. Calls with little work (a decode step on a small matrix) run on
 the calling thread, larger ones over ``prange`` tiles; both compile the same
 per-element code (the dot product is fixed IR, the quantizer is compiled
 without ``fastmath``), so the choice does not change a bit.
 
-Registered for the types ``simd_ir`` implements, each flavour with the CPU
+Registered for the types ``simd_ir`` and ``simd_kq`` implement, each flavour with the CPU
 features it needs; ``kernels.select`` never picks one elsewhere (compiling it
 there would abort the process), and nothing here compiles before a first call.
 """
@@ -36,14 +38,22 @@ from collections.abc import Callable
 import numba
 import numpy as np
 from numba import int8 as I8
+from numba import int16 as I16
 from numba import int32 as I32
 from numba import prange
 from numba.extending import overload
 
+from kettle.quant import simd_ir, simd_kq
 from kettle.quant._jit import U, source_salt
 from kettle.quant.kernels import KernelSet, implementations, register
-from kettle.quant.simd_ir import DECODERS, FLAVOURS, TILE_DOTS, TILE_ROWS, TILE_TOKENS
-from kettle.quant.types import QK, GGMLType
+from kettle.quant.simd_ir import FLAVOURS, TILE_TOKENS
+from kettle.quant.types import QK, QK_K, GGMLType
+
+# The 32-element types compute per block (simd_ir), the K-quants per super-block in integers (simd_kq).
+SUPERBLOCK_TYPES = frozenset(simd_kq.DECODERS)
+DECODERS = simd_ir.DECODERS | simd_kq.DECODERS
+TILE_ROWS = simd_ir.TILE_ROWS | simd_kq.TILE_ROWS
+TILE_DOTS = simd_ir.TILE_DOTS | simd_kq.tile_dots(TILE_TOKENS, FLAVOURS)
 
 NAME, VNNI_NAME = FLAVOURS  # "avx2"; "avx512vnni": the same kernels, vpdpbusd for vpmaddubsw + vpmaddwd
 REQUIRES = frozenset({"avx2", "fma", "f16c"})
@@ -59,7 +69,7 @@ CODE_MAX = 127  # activation codes lie in -127..127 (never -128: see simd_ir's s
 SERIAL_WORK = 1 << 14
 
 
-SOURCE_SALT = source_salt("quant/_jit.py", "quant/types.py", "quant/simd_ir.py", "quant/simd.py")
+SOURCE_SALT = source_salt("quant/_jit.py", "quant/types.py", "quant/simd_ir.py", "quant/simd_kq.py", "quant/simd.py")
 
 
 def tile_dot(type_id, tokens, flavour, raw, r0, xq, xd, xs, t0, out):
@@ -104,23 +114,62 @@ def quantize_row(x, t, xq, xd, xs):
         xs[t, b] = d * np.float32(total)
 
 
+@numba.njit(inline="always")
+def quantize_superblocks(x, t, xq, xd, xb):
+    """Quantize ``x[t]`` (k,) per 256-element super-block (llama.cpp's Q8_K): ``xq[t]``
+    (k,) int8 codes, ``xd[t]`` (k // 256,) float32 scales, ``xb[t]`` (k // 16,) int16
+    sums of each 16 codes. ``d = max|x| / 127``, ``q = round(x / d)`` clamped to
+    -127..127 (0 when d is 0), as ``quantize_row`` per 32."""
+    for b in range(x.shape[1] // QK_K):
+        at = U(b * QK_K)
+        amax = np.float32(0)
+        for j in range(QK_K):
+            amax = max(amax, abs(x[t, at + U(j)]))
+        inv = np.float32(CODE_MAX) / amax if amax > 0 else np.float32(0)
+        for g in range(QK_K // simd_kq.SUMS):
+            total = I32(0)
+            for j in range(simd_kq.SUMS):
+                i = at + U(g * simd_kq.SUMS + j)
+                q = I32(min(max(round(x[t, i] * inv), -CODE_MAX), CODE_MAX))
+                xq[t, i] = I8(q)
+                total += q
+            xb[t, U(b * simd_kq.SUMS + g)] = I16(total)
+        xd[t, b] = amax / np.float32(CODE_MAX)
+
+
+@numba.njit(inline="always")
+def blocks(x):
+    """Activation buffers of ``quantize_row``: codes (n, k) int8, scales and scale * code
+    sums (n, k // 32) float32."""
+    n, k = x.shape
+    return np.empty(x.shape, np.int8), np.empty((n, k // QK), np.float32), np.empty((n, k // QK), np.float32)
+
+
+@numba.njit(inline="always")
+def superblocks(x):
+    """Activation buffers of ``quantize_superblocks``: codes (n, k) int8, scales (n, k // 256)
+    float32, code sums (n, k // 16) int16."""
+    n, k = x.shape
+    return (np.empty(x.shape, np.int8), np.empty((n, k // QK_K), np.float32),
+            np.empty((n, k // simd_kq.SUMS), np.int16))
+
+
 def _make_kernel(ggml_type: GGMLType, parallel: bool, flavour: str) -> Callable:
     """``kernel(raws, x, outs, lut)``: quantize x once, then outs[m] = x @ W_m.T for
     every matrix of the tuple ``raws`` (all of this type and width; see module doc)."""
     # closure values key numba's cache
     type_id, salt, mode, isa = int(ggml_type), SOURCE_SALT, parallel, FLAVOURS.index(flavour)
     step = TILE_ROWS[ggml_type]
+    buffers, quantize = (superblocks, quantize_superblocks) if ggml_type in SUPERBLOCK_TYPES else (blocks, quantize_row)
 
     @numba.njit(parallel=parallel, cache=True, nogil=True, error_model="numpy")
     def kernel(raws, x, outs, lut):
         # W_m (d_m, k) as raws[m] (d_m, row_nbytes) uint8, x (n, k) float32 -> outs[m] (n, d_m) = x @ W_m.T
         _ = (salt, mode, isa)
         n = x.shape[0]
-        xq = np.empty(x.shape, np.int8)  # (n, k) activation codes
-        xd = np.empty((n, x.shape[1] // QK), np.float32)  # block scales
-        xs = np.empty((n, x.shape[1] // QK), np.float32)  # block scale * code sum
+        xq, xd, xs = buffers(x)  # the activations' codes, scales, and scale * code sums or code sums
         for t in prange(n):
-            quantize_row(x, t, xq, xd, xs)
+            quantize(x, t, xq, xd, xs)
         first = np.zeros(len(raws) + 1, np.int64)  # first tile of each matrix, then the total
         for m in range(len(raws)):
             first[m + 1] = first[m] + (raws[m].shape[0] + ROWS - 1) // ROWS

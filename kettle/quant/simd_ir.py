@@ -15,7 +15,9 @@ The block loop is emitted here, in IR, the way llama.cpp's
 ``vpmaddwd`` (pairs to int32, or Q6_K's 16-element scales), ``vcvtdq2ps`` and
 one fused multiply-add into eight float lanes by the product of the two
 scales. Signed weight codes go through ``vpsignb`` (|w|, and x with w's sign)
-first. Offsets (Q4_1's ``m``, K-quants' mins) add ``offset * xs`` to a scalar.
+first. Offsets (Q4_1's and Q5_1's ``m``) add ``offset * xs`` to a scalar.
+The K-quants have their own super-block tiles (``simd_kq``), which reuse
+this module's ``Emitter``.
 At the end the eight lanes and the scalar are summed in a fixed order. The
 scalar work is vectorized across a tile's tokens: each weight scale (and
 offset) multiplies the tokens' scales (and ``xs``) in one vector op, token t
@@ -66,13 +68,12 @@ class Group:
     scale: ir.Value  # float: the weight scale, multiplied by the activation block's scale
     offset: ir.Value | None  # float: added times the activation block's scale * code sum (mins)
     act: int  # which activation block of the weight block
-    weights: ir.Value | None  # <16 x i16> per code-pair multipliers (Q6_K's scales); None: ones
 
 
 class Emitter:
     """IR building blocks for one row dot product, bound to an IR builder.
 
-    With ``vnni`` (AVX-512 VNNI and VL), a group without pair weights takes one
+    With ``vnni`` (AVX-512 VNNI and VL), a group takes one
     ``vpdpbusd`` (unsigned x signed bytes, four products summed into each int32
     lane) instead of ``vpmaddubsw`` + ``vpmaddwd``: the same exact integer sums
     (the codes never reach ``vpmaddubsw``'s int16 saturation), one instruction.
@@ -138,17 +139,11 @@ class Emitter:
         """vpsignb: v with the sign of ``signs`` (negated where < 0, zero where 0)."""
         return self._call("llvm.x86.avx2.psign.b", V32I8, v, signs)
 
-    def group(self, codes: ir.Value, scale: ir.Value, act: int, *, signed: bool = False, offset=None, weights=None):
+    def group(self, codes: ir.Value, scale: ir.Value, act: int, *, signed: bool = False, offset=None):
         """A ``Group`` of 32 codes; signed codes (-127..127, or -128) go through the sign trick."""
         if signed:
-            return Group(self.sign(codes, codes), codes, scale, offset, act, weights)
-        return Group(codes, None, scale, offset, act, weights)
-
-    def splat16(self, lo: ir.Value, hi: ir.Value) -> ir.Value:
-        """<16 x i16>: ``lo`` in lanes 0..7, ``hi`` in lanes 8..15."""
-        a = self.b.insert_element(ir.Constant(V16I16, None), lo, ir.Constant(I32, 0))
-        b = self.b.insert_element(ir.Constant(V16I16, None), hi, ir.Constant(I32, 0))
-        return self.b.shuffle_vector(a, b, _lanes(*([0] * 8 + [16] * 8)))
+            return Group(self.sign(codes, codes), codes, scale, offset, act)
+        return Group(codes, None, scale, offset, act)
 
     def dot(self, g: Group, xq: ir.Value) -> ir.Value:
         """<8 x i32> partial sums of group ``g``'s codes times its activation codes
@@ -156,9 +151,9 @@ class Emitter:
         x = self.load(xq, QK * g.act, V32I8)
         if g.signs is not None:
             x = self.sign(x, g.signs)
-        if self.vnni and g.weights is None:
+        if self.vnni:
             return self._dpbusd(g.codes, x)
-        return self._quads(self._pairs(g.codes, x), _splat(V16I16, 1) if g.weights is None else g.weights)
+        return self._quads(self._pairs(g.codes, x), _splat(V16I16, 1))
 
     def splat(self, value: ir.Value, count: int) -> ir.Value:
         """<count x float> of the float ``value``."""
@@ -217,60 +212,12 @@ def _q8_0(e, w, j):
     return e.group(e.load(w, 2, V32I8), e.half(w, 0), 0, signed=True)
 
 
-def _q4_k_scale_min(e, w, g):
-    """Q4_K group ``g``'s 6-bit (scale, min) as floats, from the 12 bytes at 4."""
-    b = e.b
-    if g < 4:
-        sc = b.and_(e.byte(w, 4 + g), ir.Constant(I32, 63))
-        mn = b.and_(e.byte(w, 8 + g), ir.Constant(I32, 63))
-    else:
-        tail = e.byte(w, 8 + g)
-        top_sc = b.shl(b.lshr(e.byte(w, g), ir.Constant(I32, 6)), ir.Constant(I32, 4))
-        top_mn = b.shl(b.lshr(e.byte(w, 4 + g), ir.Constant(I32, 6)), ir.Constant(I32, 4))
-        sc = b.or_(b.and_(tail, ir.Constant(I32, 15)), top_sc)
-        mn = b.or_(b.lshr(tail, ir.Constant(I32, 4)), top_mn)
-    return b.uitofp(sc, F32), b.uitofp(mn, F32)
-
-
-def _q4_k(e, w, j):
-    """Group j: nibble j % 2 of the 32 code bytes at 16 + 32 (j // 2)."""
-    b = e.b
-    sc, mn = _q4_k_scale_min(e, w, j)
-    neg_min = b.fmul(b.fmul(e.half(w, 2), mn), ir.Constant(F32, -1.0))
-    return e.group(e.nibbles(w, 16 + 32 * (j // 2))[j % 2], b.fmul(e.half(w, 0), sc), j, offset=neg_min)
-
-
-def _q5_k(e, w, j):
-    """As Q4_K (codes at 48); bit 4 of group j's element l is bit j of qh[l] (32 bytes at 16)."""
-    b = e.b
-    sc, mn = _q4_k_scale_min(e, w, j)
-    neg_min = b.fmul(b.fmul(e.half(w, 2), mn), ir.Constant(F32, -1.0))
-    top = b.shl(b.and_(b.lshr(e.load(w, 16, V32I8), _splat(V32I8, j)), _splat(V32I8, 1)), _splat(V32I8, 4))
-    codes = b.or_(e.nibbles(w, 48 + 32 * (j // 2))[j % 2], top)
-    return e.group(codes, b.fmul(e.half(w, 0), sc), j, offset=neg_min)
-
-
-def _q6_k(e, w, j):
-    """Elements 128h + 32s + l (j = 4h + s): groups 8h + 2s (l < 16) and 8h + 2s + 1."""
-    b = e.b
-    h, s = divmod(j, 4)
-    nib = e.nibbles(w, 64 * h + 32 * (s % 2))[s // 2]
-    high = e.load(w, 128 + 32 * h, V32I8)
-    top = b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))
-    codes = b.sub(b.or_(nib, top), _splat(V32I8, 32))
-    sc_lo, sc_hi = (b.sext(e.load(w, 192 + 8 * h + 2 * s + i, I8), I16) for i in range(2))
-    return e.group(codes, e.half(w, 208), j, signed=True, weights=e.splat16(sc_lo, sc_hi))
-
-
 DECODERS = {
     GGMLType.Q4_0: _q4_0,
     GGMLType.Q4_1: _q4_1,
     GGMLType.Q5_0: _q5_0,
     GGMLType.Q5_1: _q5_1,
     GGMLType.Q8_0: _q8_0,
-    GGMLType.Q4_K: _q4_k,
-    GGMLType.Q5_K: _q5_k,
-    GGMLType.Q6_K: _q6_k,
 }
 # Weight rows of one tile_dot call. Four rows share each activation load; a
 # Q8_0 row (34-byte blocks, mostly the output matrix, streamed from memory at

@@ -1,0 +1,225 @@
+"""AVX2 LLVM IR for the K-quant dot products: whole 256-element super-blocks in integers.
+
+The 32-element types (``simd_ir``) pay a float multiply-add per block. A
+K-quant super-block holds 8 (Q4_K, Q5_K) or 16 (Q6_K) small integer scales
+under one half-float ``d``, so, as llama.cpp's ``ggml_vec_dot_q4_K_q8_K``
+does, the activations are quantized per super-block instead (``xq`` int8
+codes, one scale ``xd`` per 256, and ``xb``: the sums of each 16 codes), and a
+super-block's dot product stays integer until its end:
+
+    sumi = sum_g  sc_g * (codes_g . x_g)          vpmaddubsw, vpmaddwd by sc_g, vpaddd
+    msum = sum_16 m_16 * xb_16                    one vpmaddwd
+    acc += float(sumi) * (d * xd) - float(msum) * (dmin * xd)
+
+Q4_K/Q5_K: ``m`` is the group's 6-bit min (``dmin`` its scale). Q6_K's codes
+are stored with +32: they multiply unsigned and ``msum`` takes ``32 * sc``,
+subtracted from ``sumi`` before the one conversion. Codes are at most 6 bits,
+so vpmaddubsw's int16 pairs never saturate (63 * 127 * 2 < 2^15) and every
+integer sum is exact: the flavours agree bit for bit whatever instructions
+sum them (``avx512vnni`` uses ``vpdpwssd`` for vpmaddwd + vpaddd).
+
+``tile_dot(raw, r0, xq, xd, xb, t0, out)``: as ``simd_ir``'s tiles, with
+``xd`` (n, k // 256) float32 and ``xb`` (n, k // 16) int16. Each (row, token)
+has its own accumulator and the same operation sequence in every tile shape
+(batch invariance); a row's codes and scales are decoded once per super-block
+for all of a tile's tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from kettle.quant.simd_ir import F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat
+from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType
+
+V8I8, V8I16, V16I8 = ir.VectorType(I8, 8), ir.VectorType(ir.IntType(16), 8), ir.VectorType(I8, 16)
+V2I32 = ir.VectorType(I32, 2)
+SUMS = 16  # activation code sums per super-block (one per 16 elements)
+
+
+@dataclass
+class SuperBlock:
+    """One weight row's super-block, decoded for the integer dot product."""
+
+    codes: list[ir.Value]  # 8 x <32 x i8> unsigned codes, group g = elements 32g..32g+31
+    weights: list[ir.Value]  # 8 x <16 x i16>: group g's scale for each code pair
+    sum_weights: ir.Value  # <16 x i16>: multiplier of each activation sum (mins; Q6_K: 32 * scale)
+    d: ir.Value  # float: the scale of sumi
+    dmin: ir.Value | None  # float: the scale of msum; None: msum is subtracted from sumi (same scale)
+
+
+def _i32(value: int) -> ir.Constant:
+    return ir.Constant(I32, value)
+
+
+def _k4_scales_mins(e: Emitter, w: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """Q4_K/Q5_K: the 12 bytes at 4 -> (scales, mins), each <8 x i16> of 6-bit values.
+
+    Bytes 0..3 hold scales 0..3 (low 6 bits) and bits 4-5 of scales 4..7 (top 2);
+    bytes 4..7 the same for the mins; bytes 8..11 the low nibbles of scales 4..7
+    and (high nibbles) mins 4..7. Done on three little-endian u32 at once.
+    """
+    b = e.b
+    u0, u1, u2 = (e.load(w, 4 + 4 * i, I32) for i in range(3))
+    low6, low4, low2 = _i32(0x3F3F3F3F), _i32(0x0F0F0F0F), _i32(0x03030303)
+    top = lambda u: b.shl(b.and_(b.lshr(u, _i32(6)), low2), _i32(4))  # noqa: E731
+    sc = (b.and_(u0, low6), b.or_(b.and_(u2, low4), top(u0)))
+    mn = (b.and_(u1, low6), b.or_(b.and_(b.lshr(u2, _i32(4)), low4), top(u1)))
+
+    def widen(pair):
+        v = b.insert_element(b.insert_element(ir.Constant(V2I32, None), pair[0], _i32(0)), pair[1], _i32(1))
+        return b.zext(b.bitcast(v, V8I8), V8I16)
+
+    return widen(sc), widen(mn)
+
+
+def _k4_block(e: Emitter, w: ir.Value, codes: list[ir.Value]) -> SuperBlock:
+    scales, mins = _k4_scales_mins(e, w)
+    weights = [e.b.shuffle_vector(scales, scales, _lanes(*([g] * 16))) for g in range(8)]
+    sum_weights = e.b.shuffle_vector(mins, mins, _lanes(*[g // 2 for g in range(16)]))
+    return SuperBlock(codes, weights, sum_weights, e.half(w, 0), e.half(w, 2))
+
+
+def _q4_k(e: Emitter, w: ir.Value) -> SuperBlock:
+    """Group 2c + u: nibble u of the 32 code bytes at 16 + 32c."""
+    codes = [v for c in range(4) for v in e.nibbles(w, 16 + 32 * c)]
+    return _k4_block(e, w, codes)
+
+
+def _q5_k(e: Emitter, w: ir.Value) -> SuperBlock:
+    """As Q4_K (codes at 48); bit 4 of group g's element l is bit g of qh[l] (32 bytes at 16)."""
+    b = e.b
+    qh = e.load(w, 16, V32I8)
+    codes = []
+    for g, low in enumerate(v for c in range(4) for v in e.nibbles(w, 48 + 32 * c)):
+        top = b.shl(b.and_(b.lshr(qh, _splat(V32I8, g)), _splat(V32I8, 1)), _splat(V32I8, 4))
+        codes.append(b.or_(low, top))
+    return _k4_block(e, w, codes)
+
+
+def _q6_k(e: Emitter, w: ir.Value) -> SuperBlock:
+    """Group j = 4h + s: elements 128h + 32s + l, low nibble s // 2 of ql[64h + 32(s % 2) + l],
+    bits 2s..2s+1 of qh[32h + l] on top; int8 scales of 16 elements at 192, d at 208."""
+    b = e.b
+    codes = []
+    for j in range(8):
+        h, s = divmod(j, 4)
+        low = e.nibbles(w, 64 * h + 32 * (s % 2))[s // 2]
+        high = e.load(w, 128 + 32 * h, V32I8)
+        codes.append(b.or_(low, b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))))
+    scales = b.sext(e.load(w, 192, V16I8), V16I16)  # (16,) one per 16 elements
+    weights = [b.shuffle_vector(scales, scales, _lanes(*([2 * j] * 8 + [2 * j + 1] * 8))) for j in range(8)]
+    sum_weights = b.shl(scales, _splat(V16I16, 5))  # 32 * scale: the stored codes' offset
+    return SuperBlock(codes, weights, sum_weights, e.half(w, 208), None)
+
+
+DECODERS = {GGMLType.Q4_K: _q4_k, GGMLType.Q5_K: _q5_k, GGMLType.Q6_K: _q6_k}
+TILE_ROWS = {t: 4 for t in DECODERS}
+
+
+def _dot(e: Emitter, sb: SuperBlock, x: ir.Value) -> ir.Value:
+    """<8 x i32> partial sums of sum_g sc_g * (codes_g . x_g); x: i8* of the super-block's codes."""
+    acc = None
+    for g, (codes, weights) in enumerate(zip(sb.codes, sb.weights, strict=True)):
+        pairs = e._pairs(codes, e.load(x, QK * g, V32I8))
+        if e.vnni and acc is not None:
+            acc = e._call("llvm.x86.avx512.vpdpwssd.256", V8I32, acc, pairs, weights)
+        else:
+            quads = e._quads(pairs, weights)
+            acc = quads if acc is None else e.b.add(acc, quads)
+    return acc
+
+
+def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
+    """The intrinsic ``tile_dot(raw, r0, xq, xd, xb, t0, out)`` of one K-quant type
+    (contract as ``simd_ir._tile_dot``'s, activations per super-block)."""
+    decode = DECODERS[ggml_type]
+    tile_rows = TILE_ROWS[ggml_type]
+    info = QUANT_INFO[ggml_type]
+    lines = (info.type_size + 63) // 64  # cache lines a super-block spans, prefetched
+
+    def typer(typingctx, raw, r0, xq, xd, xb, t0, out):
+        arrays = (raw, xq, xd, xb, out)
+        dtypes = (types.uint8, types.int8, types.float32, types.int16, types.float32)
+        if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
+            return None
+        if tuple(a.dtype for a in arrays) != dtypes:
+            return None
+
+        def codegen(context, builder, signature, args):
+            raw_v, r0_v, xq_v, xd_v, xb_v, t0_v, out_v = args
+            raw_a, xq_a, xd_a, xb_a, out_a = (
+                context.make_array(ty)(context, builder, v)
+                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xb_v, out_v), strict=True)
+            )
+            i8p, fp = I8.as_pointer(), F32.as_pointer()
+            b = builder
+
+            def clamped(first, i, count):
+                index = b.add(first, ir.Constant(I64, i))
+                last = b.sub(count, ir.Constant(I64, 1))
+                return b.select(b.icmp_unsigned("<", index, last), index, last)
+
+            def row_ptr(ary, index, ptype=i8p):
+                stride = cgutils.unpack_tuple(b, ary.strides, 2)[0]
+                return b.bitcast(b.gep(b.bitcast(ary.data, i8p), [b.mul(index, stride)]), ptype)
+
+            d_rows = cgutils.unpack_tuple(b, raw_a.shape, 2)[0]
+            n = cgutils.unpack_tuple(b, xq_a.shape, 2)[0]
+            rows = [clamped(r0_v, i, d_rows) for i in range(tile_rows)]
+            toks = [clamped(t0_v, j, n) for j in range(tokens)]
+            w_rows = [row_ptr(raw_a, r) for r in rows]
+            x_rows = [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(xb_a, t)) for t in toks]
+            row_bytes = cgutils.unpack_tuple(b, raw_a.shape, 2)[1]
+            n_blocks = b.udiv(row_bytes, ir.Constant(I64, info.type_size))
+            e = Emitter(b, vnni)
+            vt = ir.VectorType(F32, tokens)  # one lane per token
+            acc_slots = [[cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8)) for _ in toks] for _ in rows]
+            ahead = b.mul(row_bytes, ir.Constant(I64, max(8, 4 * tile_rows)))
+            with cgutils.for_range(b, n_blocks) as loop:
+                i = loop.index
+                ws = [b.gep(w, [b.mul(i, ir.Constant(I64, info.type_size))]) for w in w_rows]
+                for w in ws:
+                    for line in range(lines):
+                        e.prefetch(b.gep(w, [b.add(ahead, ir.Constant(I64, 64 * line))]))
+                xs_blk = [
+                    (b.gep(q, [b.mul(i, ir.Constant(I64, QK_K))]), b.gep(sd, [i]),
+                     b.gep(sb, [b.mul(i, ir.Constant(I64, 2 * SUMS))]))
+                    for q, sd, sb in x_rows
+                ]
+                dx = e.gather([sd for _, sd, _ in xs_blk])  # the tokens' super-block scales, lane t
+                sums = [e.load(sb, 0, V16I16) for _, _, sb in xs_blk]
+                for ri, w in enumerate(ws):
+                    blk = decode(e, w)
+                    dd = b.fmul(e.splat(blk.d, tokens), dx)  # d * xd per token
+                    dm = None if blk.dmin is None else b.fmul(e.splat(b.fneg(blk.dmin), tokens), dx)
+                    for ti, (q, _, _) in enumerate(xs_blk):
+                        sumi = _dot(e, blk, q)
+                        msum = e._quads(sums[ti], blk.sum_weights)
+                        acc = b.load(acc_slots[ri][ti])
+                        if dm is None:
+                            acc = e.fma(acc, b.sub(sumi, msum), dd, ti)
+                        else:
+                            acc = e.fma(e.fma(acc, sumi, dd, ti), msum, dm, ti)
+                        b.store(acc, acc_slots[ri][ti])
+            zero = ir.Constant(F32, 0.0)
+            for r, row_slots in zip(rows, acc_slots, strict=True):
+                for t, slot in zip(toks, row_slots, strict=True):
+                    b.store(e.hsum(b.load(slot), zero), b.gep(row_ptr(out_a, t, fp), [r]))
+            return context.get_dummy_value()
+
+        return types.void(raw, types.uint64, xq, xd, xb, types.uint64, out), codegen
+
+    typer.__name__ = f"ktile_dot_{ggml_type.name.lower()}_{tile_rows}x{tokens}{'_vnni' if vnni else ''}"
+    return intrinsic(typer)
+
+
+def tile_dots(token_counts: tuple[int, ...], flavours: tuple[str, ...]) -> dict:
+    """``(type, tokens, flavour) -> intrinsic`` for the K-quant types."""
+    return {(t, k, f): _tile_dot(t, k, f == flavours[1]) for t in DECODERS for k in token_counts for f in flavours}
+
