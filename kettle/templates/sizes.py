@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, ItemsView, KeysView, Mapping, ValuesView
 from typing import Any
 
+from jinja2 import Undefined
 from jinja2.utils import Namespace
 
 _CONTROLS = dict.fromkeys(list(range(0x20)) + [0x7F])  # str.translate table deleting ASCII controls
@@ -86,6 +87,8 @@ class _Walk:
             return self.add(4 * len(v) + 14)  # bytearray(b'\\xNN...')
         if isinstance(v, bool) or v is None:
             return self.add(5)
+        if isinstance(v, Undefined):
+            return self.add(0 if top else 9)  # prints as nothing; repr "Undefined"
         if isinstance(v, int):
             return self.add(int_digits(v))
         if isinstance(v, float):

@@ -205,3 +205,12 @@ def test_work_limit_counts_values_not_reads() -> None:
 def test_go_printing_stops_at_the_output_bound(src: str) -> None:
     with pytest.raises(TemplateError, match="more than 1000 characters"):
         compile_template(src + "{{ .Prompt }}", small()).render(USER)
+
+
+def test_go_index_of_a_long_string_copies_nothing() -> None:
+    """``index $s i`` in a loop: no copy of a 16 MB string per call (the old code ran out of time)."""
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(200)]
+    src = '{{ $s := printf "%16777216s" "" }}{{ range .Messages }}{{ range $.Messages }}{{ index $s 5 }}{{ end }}{{ end }}'
+    start = time.monotonic()
+    assert compile_template(src).render(msgs) == "32" * 40_000
+    assert time.monotonic() - start < FAST_S

@@ -161,11 +161,11 @@ def index(_: int, item: Any, *indexes: Any) -> Any:
             raise FuncError("index of nil pointer")
         item = indirect(item)
         if isinstance(item, str):
-            data = to_bytes(item)
+            data = item if item.isascii() else to_bytes(item)  # no copy of an ASCII string per call
             i = _index_arg(ix, len(data))
             if i == len(data):
                 raise FuncError(f"index out of range: {i}")
-            item = Uint8(data[i])
+            item = Uint8(ord(data[i]) if isinstance(data, str) else data[i])
         elif isinstance(item, GoList):
             i = _index_arg(ix, len(item.items))
             if i == len(item.items):
