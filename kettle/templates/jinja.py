@@ -149,11 +149,11 @@ def _guard_filter(name: str, fn: Any) -> Any:
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         bounds.budget().check_time()
-        bounds.check_ints(args, kwargs)
         lead = 0
         while lead < len(args) and isinstance(args[lead], _CONTEXTS):
             lead += 1
         values = list(args[lead:])
+        bounds.check_ints(values[1:], kwargs)  # widths and counts; the value itself may be any number
         value = values[0] if values else None
         bounds.precheck_filter(name, _environment_of(args[:lead]), values, kwargs)
         return bounds.finish_filter(name, fn(*args[:lead], *values, **kwargs), value)
@@ -185,9 +185,10 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         bounds.budget().check_time()
-        bounds.check_ints(args, kwargs)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
+        if isinstance(owner, (str, bytes, bytearray, list, tuple, int)):
+            bounds.check_ints(args, kwargs)  # widths and counts of 'x'.center(n), (1).to_bytes(n)...
         if isinstance(owner, (str, bytes)):
             args = bounds.precheck_method(name, owner, args)
         result = super().call(__context, __obj, *args, **kwargs)

@@ -186,7 +186,6 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "%" and isinstance(left, str):
         values = list(right.values()) if isinstance(right, Mapping) else \
             list(right) if isinstance(right, tuple) else [right]
-        check_ints(values, {})
         check_format(left, "%", values)
 
 
@@ -249,7 +248,8 @@ def check_format(fmt: str, style: str, values: Sequence[Any]) -> None:
     limit = budget().limits.max_output_chars
     width = format_widths(fmt, style)
     if (style == "%" and "*" in fmt) or (style == "{}" and _NESTED_BRACE.search(fmt)):
-        width = max([width] + [abs(v) for v in values if _is_int(v)])
+        width = max([width] + [abs(v) for v in values if _is_int(v)])  # a width taken from the arguments
+        too_big(width, "a format width")
     fields = fmt.count("%") if style == "%" else fmt.count("{")
     if not fields:
         return

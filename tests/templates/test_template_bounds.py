@@ -165,6 +165,9 @@ def small() -> TemplateLimits:
     ("{{ 'ab'|list * 51 }}", "more than 100 items"),
     ("{{ range(101)|list }}", "more than 100 items"),
     ("{{ 'x' * 1001 }}", "more than 1000 characters"),
+    ("{{ '%*d' % (1001, 1) }}", "more than 1000 characters"),
+    ("{{ '{:{}}'.format(1, 1001) }}", "more than 1000 characters"),
+    ("{{ 'x'.center(1001) }}", "too large"),
     ("{{ ['xxxxxxxxxx'] * 99 }}", "more than 1000 characters"),
     ("{% set s = 'x' * 900 %}{{ [s ~ '1', s ~ '2', s ~ '3', s ~ '4', s ~ '5', s ~ '6', s ~ '7', s ~ '8', "
      "s ~ '9', s ~ '10', s ~ '11', s ~ '12'] | length }}", "built more than 10000"),
@@ -180,6 +183,9 @@ def test_small_limits_name_the_bound(src: str, words: str) -> None:
     ("{{ (2 ** 64) * (2 ** 64) // 3 % 1000 }}", str((2 ** 64) * (2 ** 64) // 3 % 1000)),
     ("{{ [1, 2, 3]|sum }}|{{ [1.5, 2]|sum(start=1) }}", "6|4.5"),
     ("{{ lipsum(2, html=false, min=3, max=5)|length > 0 }}", "True"),
+    # big numbers are values, not widths: only widths and counts are bounded
+    ("{{ '%d' % 1700000000 }}|{{ '{}'.format(1700000000) }}|{{ 1700000000|filesizeformat }}|{{ [1700000000]|sum }}",
+     "1700000000|1700000000|1.7 GB|1700000000"),
     ("{{ '%s-%d' % ('a', 3) }}|{{ '{}{}'.format('b', 4) }}|{{ '%s'|format('c') }}", "a-3|b4|c"),
     ("{% macro f(x) %}<{{ x }}>{% endmacro %}{% set y %}{{ f(1) }}{{ f(2) }}{% endset %}{{ y }}", "<1><2>"),
     ("{{ {'a': [1, 'b']}|tojson }}|{{ {'a': 1}|pprint }}", '{"a": [1, "b"]}|{\'a\': 1}'),
