@@ -41,6 +41,7 @@ _DIGITS = re.compile(r"\d+")
 _PERCENT_SPEC = re.compile(r"%[-+ #0_^]*(\d*)(?:\.(\d*))?")  # width and precision of a % directive
 _BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")  # the spec after ':' in a {} field
 _NESTED_BRACE = re.compile(r"\{[^{}]*\{")  # a {} field whose spec takes a width from the arguments
+_QUOTING = re.compile(r"%[^a-zA-Z%]*[ra]|![ra]")  # %r, %a, !r, !a: repr() of the argument
 _TEXT = (str, bytes, bytearray)
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _CONTEXTS = (jinja2.runtime.Context, jinja2.Environment, jinja2.nodes.EvalContext)
@@ -235,11 +236,11 @@ def format_widths(fmt: str, style: str = "%") -> int:
     return max((int(n) for n in numbers), default=0)
 
 
-def _arg_size(v: Any, limit: int) -> int:
+def _arg_size(v: Any, limit: int, quoting: bool) -> int:
     if _is_int(v):
         return v.bit_length() + 3  # binary digits, sign and prefix: the longest base
     if isinstance(v, str):
-        return quoted_size(v)  # %r and !r quote
+        return quoted_size(v) if quoting else len(v)
     return _size(v, limit)
 
 
@@ -253,7 +254,8 @@ def check_format(fmt: str, style: str, values: Sequence[Any]) -> None:
     fields = fmt.count("%") if style == "%" else fmt.count("{")
     if not fields:
         return
-    biggest = max((_arg_size(v, limit) for v in values), default=0)
+    quoting = _QUOTING.search(fmt) is not None
+    biggest = max((_arg_size(v, limit, quoting) for v in values), default=0)
     too_big(len(fmt) + fields * max(biggest, width, 1), "formatting")
 
 

@@ -166,6 +166,7 @@ def small() -> TemplateLimits:
     ("{{ range(101)|list }}", "more than 100 items"),
     ("{{ 'x' * 1001 }}", "more than 1000 characters"),
     ("{{ '%*d' % (1001, 1) }}", "more than 1000 characters"),
+    ("{% set s = 'x\n' * 450 %}{{ '%r' % s }}", "more than 1000 characters"),
     ("{{ '{:{}}'.format(1, 1001) }}", "more than 1000 characters"),
     ("{{ 'x'.center(1001) }}", "too large"),
     ("{{ ['xxxxxxxxxx'] * 99 }}", "more than 1000 characters"),
@@ -184,6 +185,7 @@ def test_small_limits_name_the_bound(src: str, words: str) -> None:
     ("{{ [1, 2, 3]|sum }}|{{ [1.5, 2]|sum(start=1) }}", "6|4.5"),
     ("{{ lipsum(2, html=false, min=3, max=5)|length > 0 }}", "True"),
     # big numbers are values, not widths: only widths and counts are bounded
+    ("{% set s = 'x\n' * 450 %}{{ ('%s' % s)|length }}|{{ ('{}'.format(s))|length }}", "900|900"),
     ("{{ '%d' % 1700000000 }}|{{ '{}'.format(1700000000) }}|{{ 1700000000|filesizeformat }}|{{ [1700000000]|sum }}",
      "1700000000|1700000000|1.7 GB|1700000000"),
     ("{{ '%s-%d' % ('a', 3) }}|{{ '{}{}'.format('b', 4) }}|{{ '%s'|format('c') }}", "a-3|b4|c"),
