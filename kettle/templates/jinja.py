@@ -20,8 +20,8 @@ On top of it, every render is charged to a :class:`~kettle.templates.limits.Budg
   upper bound found without building it), the items of ``*`` and ``+`` on lists, ``list``,
   ``batch``, ``split``; integer operators by the size of their operands; the buffers of macros
   and blocks before they are joined;
-* the results of calls, filters and operators are measured after they run, and what all of
-  them built is added up against ``max_work_chars``;
+* the results of calls, filters, operators and slices are measured after they run, and what
+  all of them built is added up against ``max_built_bytes``;
 * ``sum`` adds numbers only; ``lipsum`` is capped.
 
 Every failure is a :class:`TemplateError` (with the template line when jinja2 knows it).
@@ -66,14 +66,25 @@ def _concat(*parts: Any) -> str:
     return bounds.concat(parts)
 
 
+def _slice(value: Any) -> Any:
+    """``x[a:b]`` is a copy (jinja2 compiles it to a plain subscript): it counts as built."""
+    return bounds.measure(value, "a slice")
+
+
 class _Guard(NodeTransformer):
-    """Route every loop iterable and every ``~`` through the budget."""
+    """Route every loop iterable, every ``~`` and every slice through the budget."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)
         node.iter = nodes.Call(nodes.EnvironmentAttribute("kettle_iterate"), [node.iter], [], None, None,
                                lineno=node.lineno)
         return node
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        node = self.generic_visit(node)
+        if not isinstance(node.arg, nodes.Slice):  # x[i] goes through environment.getitem
+            return node
+        return nodes.Call(nodes.EnvironmentAttribute("kettle_slice"), [node], [], None, None, lineno=node.lineno)
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         node = self.generic_visit(node)
@@ -168,6 +179,7 @@ class _Environment(ImmutableSandboxedEnvironment):
                          extensions=[_Generation, jinja2.ext.loopcontrols], finalize=bounds.finalize)
         self.kettle_iterate = _iterate
         self.kettle_concat = _concat
+        self.kettle_slice = _slice
         self.concat = bounds.join_buffer  # the generated code joins macro and block buffers with it
         self.filters["tojson"] = _tojson
         self.filters["pprint"] = _pprint
@@ -192,10 +204,13 @@ class _Environment(ImmutableSandboxedEnvironment):
         if isinstance(owner, (str, bytes)):
             args = bounds.precheck_method(name, owner, args)
         result = super().call(__context, __obj, *args, **kwargs)
-        # a macro's text was charged when its buffer was joined; dict.get() and the like read
+        # a macro's text was charged when its buffer was joined; dict.get(), loop.cycle() and the
+        # like hand back a value that exists already
         charged = not isinstance(__obj, jinja2.runtime.Macro) and result is not owner and \
-            (not isinstance(owner, Mapping) or name == "copy")
+            (not isinstance(owner, Mapping) or name == "copy") and not any(result is a for a in args)
         return bounds.measure(result, f"call of {name or 'a function'}", charged)
+
+
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)

@@ -3,7 +3,7 @@
 A render's :class:`~kettle.templates.limits.Budget` lives in a context variable while it runs.
 The rule for every operation that can build a big value out of small ones is: *measure what it
 would build first*, refuse when that is over the bound, build, measure the result, and charge it
-to the budget's ``max_work_chars``. Sizes of text come from :func:`kettle.templates.sizes.text_size`
+to the budget's ``max_built_bytes``. Sizes of text come from :func:`kettle.templates.sizes.text_size`
 (an upper bound found without building the text); sizes of lists are item counts.
 
 * strings: at most ``max_output_chars`` characters each; lists, tuples, dicts: at most
@@ -79,7 +79,7 @@ def budget() -> Budget:
 def charge(n: int) -> None:
     current = BUDGET.get()
     if current is not None and n:
-        current.spend_work(n)
+        current.spend_built(n)
 
 
 def too_big(size: int, what: str) -> None:
@@ -120,7 +120,7 @@ def measure(result: Any, what: str, charged: bool = True) -> Any:
         n = len(result)
     elif isinstance(result, _CONTAINERS):
         too_many(len(result), what)
-        n = len(result)
+        n = len(result) * (8 if isinstance(result, (list, tuple)) else 64)  # pointers; hash table entries
     else:
         if _is_int(result):
             _int_too_big(result.bit_length(), what)

@@ -5,8 +5,8 @@ end in bounded time and memory whatever it says: every render gets a :class:`Bud
 :class:`TemplateLimits`, and the engines charge it for output, loop iterations and elapsed time.
 The Jinja engine also measures every value it builds (a string, a list) before building it when
 it can, against ``max_output_chars`` and ``max_items``, and adds up what it built against
-``max_work_chars``. Going over any bound raises :class:`kettle.errors.TemplateError` (with the template line when the
-engine knows it).
+``max_built_bytes``. Going over any bound raises :class:`kettle.errors.TemplateError` (with the
+template line when the engine knows it).
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ class TemplateLimits:
     """Items one list, tuple or dict built by a Jinja template may hold (a longer one could
     never be looped over within ``max_iterations`` anyway)."""
 
-    max_work_chars: int = 256 * MIB
-    """Characters of all the strings, plus items of all the lists, one Jinja render may build,
-    added up (the buffers of macros and ``{% set %}`` blocks included): bounds the memory of
-    values a template keeps alive together. Reading a value does not count, building one does."""
+    max_built_bytes: int = 256 * MIB
+    """Bytes of all the values one Jinja render builds, added up (a string counts one byte a
+    character, a list or tuple 8 bytes an item, a dict or set 64; the buffers of macros and
+    ``{% set %}`` blocks included): bounds the memory of values a template keeps alive together.
+    Reading a value does not count, building one does."""
 
     def __post_init__(self) -> None:
         for name in ("max_output_chars", "max_iterations", "max_depth", "max_source_chars", "max_items",
-                     "max_work_chars"):
+                     "max_built_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TemplateLimits.{name} must be positive")
         if not self.time_limit_s > 0:
@@ -63,14 +64,14 @@ DEFAULT_LIMITS = TemplateLimits()
 class Budget:
     """The running account of one render against its :class:`TemplateLimits`."""
 
-    __slots__ = ("limits", "deadline", "output", "iterations", "work")
+    __slots__ = ("limits", "deadline", "output", "iterations", "built")
 
     def __init__(self, limits: TemplateLimits) -> None:
         self.limits = limits
         self.deadline = time.monotonic() + limits.time_limit_s
         self.output = 0
         self.iterations = 0
-        self.work = 0
+        self.built = 0
 
     def check_time(self, line: int | None = None) -> None:
         if time.monotonic() > self.deadline:
@@ -94,10 +95,9 @@ class Budget:
         if self.iterations % TIME_CHECK_EVERY == 0:
             self.check_time(line)
 
-    def spend_work(self, n: int, line: int | None = None) -> None:
-        self.work += n
-        if self.work > self.limits.max_work_chars:
+    def spend_built(self, n: int, line: int | None = None) -> None:
+        self.built += n
+        if self.built > self.limits.max_built_bytes:
             raise TemplateError(
-                f"template built more than {self.limits.max_work_chars} characters and items of values"
-                " (max_work_chars)", line
+                f"template built more than {self.limits.max_built_bytes} bytes of values (max_built_bytes)", line
             )

@@ -111,6 +111,8 @@ JINJA_CASES = {
                   "characters"),
     # many values, each within the bound, kept alive together
     "many-copies": (BIG + "{{ [" + ", ".join(["a * 1"] * 200) + "]|length }}", "built"),
+    "many-slices": (BIG + "{{ [" + ", ".join(["a[1:]"] * 200) + "]|length }}", "built"),
+    "many-list-copies": ("{% set l = [1] * 1000000 %}{{ [" + ", ".join(["l.copy()"] * 200) + "]|length }}", "built"),
     # lists: measured by their item count before they are built
     "list-of-string": (BIG + "{{ (a|list)|length }}", "items"),
     "batch-fill": ("{{ ([1]|batch(16000000, 0)|list)[0]|length }}", "items"),
@@ -157,7 +159,7 @@ JINJA = "{# jinja #}"  # a comment marker: the source is Jinja
 
 
 def small() -> TemplateLimits:
-    return TemplateLimits(max_output_chars=1000, max_items=100, max_work_chars=10_000)
+    return TemplateLimits(max_output_chars=1000, max_items=100, max_built_bytes=10_000)
 
 
 @pytest.mark.parametrize("src,words", [
@@ -197,7 +199,7 @@ def test_legitimate_values_within_small_limits_render(src: str, expected: str) -
 
 
 def test_work_limit_counts_values_not_reads() -> None:
-    """Reading a message's content many times builds nothing: no charge to max_work_chars."""
+    """Reading a message's content many times builds nothing: no charge to max_built_bytes."""
     src = ("{% for i in range(50) %}{% if messages[0].content.startswith('x') and messages[0].content|length > 10"
            " and messages[0].content|default('') %}.{% endif %}{% endfor %}")
     msgs = [{"role": "user", "content": "x" * 900}]
