@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from kettle.engine.runner import Runner
+from kettle.engine.speculative import PromptLookup
 from kettle.errors import ContextOverflow, KettleError, ServerBusy
 from kettle.sampling import Sampler, SamplingParams, StopMatcher
 from kettle.tokenizer import StreamDecoder, Tokenizer
@@ -39,6 +40,8 @@ class Stats:
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
+    draft_count: int = 0  # tokens proposed by speculative decoding
+    draft_accepted: int = 0  # of those, the ones the sampler chose (each saved a step)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -91,6 +94,8 @@ class Sequence:
         self.stats = Stats()
         self.t_start = time.perf_counter_ns()
         self.t_first: int | None = None  # when the prompt finished
+        self.lookup = PromptLookup(self.prompt_ids) if params.draft_num_predict > 0 else None
+        self.draft: list[int] = []  # tokens proposed for this step, evaluated after next_token
 
 
 class BatchEngine:
@@ -157,6 +162,16 @@ class BatchEngine:
                 slots.append(seq.slot)
                 takers.append(seq)
                 budget -= 1
+        n_decoding = len(takers)
+        for seq in takers:  # then drafts of those that copy, while the budget lasts
+            seq.draft = self._draft(seq, budget)
+            start = int(cache.lengths[seq.slot]) + 1
+            for i, token in enumerate(seq.draft):
+                outputs.append(len(tokens))
+                tokens.append(token)
+                positions.append(start + i)
+                slots.append(seq.slot)
+            budget -= len(seq.draft)
         prefilled: list[tuple[Sequence, int]] = []
         for seq in self.active:  # then prompts, within the budget
             if seq.next_token is None and seq.pending and budget > 0:
@@ -179,15 +194,54 @@ class BatchEngine:
         for seq, n in prefilled:
             seq.stats.prompt_eval_count += n
             seq.stats.prompt_eval_duration += elapsed
-        for row, seq in zip(logits, takers):
-            if seq.next_token is not None:
-                seq.stats.eval_duration += elapsed
-            else:
-                seq.t_first = time.perf_counter_ns()
+        # Rows in the order of ``outputs``: the decoding sequences', their drafts', the prompts'.
+        rows = iter(logits)
+        decoding, prompts = takers[:n_decoding], takers[n_decoding:]
+        firsts = [next(rows) for _ in decoding]
+        drafted = [[next(rows) for _ in seq.draft] for seq in decoding]
+        for seq, row, draft_rows in zip(decoding, firsts, drafted, strict=True):
+            seq.stats.eval_duration += elapsed
+            events.extend((seq, chunk) for chunk in self._verify(seq, row, draft_rows))
+        for seq, row in zip(prompts, rows):
+            seq.t_first = time.perf_counter_ns()
             chunk = self._advance(seq, row)
             if chunk is not None:
                 events.append((seq, chunk))
         return events
+
+    def _draft(self, seq: Sequence, budget: int) -> list[int]:
+        """Tokens proposed to follow ``seq.next_token`` (prompt lookup), within the batch
+        budget, the request's token limit and the context window."""
+        if seq.lookup is None:
+            return []
+        room = min(budget, seq.limit - len(seq.generated) - 1,
+                   self.runner.n_ctx - int(self.runner.cache.lengths[seq.slot]) - 2)
+        return seq.lookup.draft(min(seq.params.draft_num_predict, room))
+
+    def _verify(self, seq: Sequence, row: np.ndarray, draft_rows: list[np.ndarray]) -> list[Chunk]:
+        """Sample from ``row`` (the logits after ``next_token``) and, while the sampled token
+        is the next drafted one, from that draft token's row too. The cache keeps
+        ``next_token`` and the drafted tokens that were chosen; the others are dropped."""
+        cache = self.runner.cache
+        draft, seq.draft = seq.draft, []
+        keep = int(cache.lengths[seq.slot]) - len(draft)  # next_token is in; the drafts are not yet
+        cache.truncate(seq.slot, keep)
+        chunks: list[Chunk] = []
+        kept = 0
+        for i, logits in enumerate([row, *draft_rows]):
+            chunk = self._advance(seq, logits)
+            if chunk is not None:
+                chunks.append(chunk)
+            if seq.done or i == len(draft) or seq.next_token != draft[i]:
+                break
+            # The sampler chose the drafted token: its keys and values are already computed.
+            cache.commit(np.array([seq.slot]), np.array([draft[i]]))
+            kept += 1
+        seq.stats.draft_count += len(draft)
+        seq.stats.draft_accepted += kept
+        if seq.lookup is not None:
+            seq.lookup.accepted(len(draft), kept)
+        return chunks
 
     def _advance(self, seq: Sequence, logits: np.ndarray) -> Chunk | None:
         """Sample the next token of ``seq`` from its logits row; maybe finish it."""
@@ -198,6 +252,8 @@ class BatchEngine:
             seq.constraint.accept(token)
         seq.generated.append(token)
         seq.history.append(token)
+        if seq.lookup is not None:
+            seq.lookup.extend([token])
         seq.stats.eval_count += 1
         if self.tokenizer.is_eog(token):
             return self._finish(seq, "stop")

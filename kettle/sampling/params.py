@@ -113,6 +113,12 @@ class SamplingParams:
     """Prompt tokens kept at the start of the window when the context is shifted; >= -1,
     default 4; -1 keeps the whole prompt. (Per-request in ollama, so it lives here.)"""
 
+    draft_num_predict: int = option(Kind.INT, 8, lo=0, hi=64)
+    """Speculative decoding (ollama's name): at most this many tokens drafted per step by
+    prompt lookup (the continuation of the latest earlier occurrence of the last few
+    tokens) and checked in the same forward pass; in [0, 64], default 8; 0 turns it off.
+    The output is the same as without it, token for token (greedy or sampled)."""
+
     def __post_init__(self) -> None:
         normalize_fields(self)
         object.__setattr__(self, "mirostat", Mirostat(self.mirostat))
