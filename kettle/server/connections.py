@@ -38,6 +38,7 @@ from kettle import config
 from kettle.errors import InvalidParameter
 
 _HEADERS_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
+_HOST_FIELD = re.compile(rb"\n[Hh][Oo][Ss][Tt][ \t]*:")  # a Host header field (never the request line)
 H11_SLACK = 4096  # h11's buffer bound, beyond max_header_bytes (ours answers first)
 
 
@@ -94,6 +95,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self._header_bytes = 0
             self._header_lines = 0  # newlines seen: the request line's, one per field, the blank line's
             self._tail = b""  # the last bytes seen, where a blank line may begin
+            self._head = b""  # the header bytes so far (at most max_header_bytes)
             self._deadline: asyncio.TimerHandle | None = None
             self._refused = False
 
@@ -109,7 +111,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
         def _await_request(self) -> None:
             self._reading_headers = True
             self._header_bytes = self._header_lines = 0
-            self._tail = b""
+            self._tail = self._head = b""
 
         def _arm(self) -> None:
             self._disarm()
@@ -163,6 +165,12 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             if fields > limits.max_headers:
                 self._refuse(431, "Request Header Fields Too Large", f"the request has more than "
                              f"{limits.max_headers} header fields (KETTLE_MAX_HEADERS)")
+                return False
+            self._head += part
+            if end is not None and len(_HOST_FIELD.findall(self._head)) > 1:
+                # A second Host is how a rebinding page hides a foreign name behind ours: 403, as
+                # for a foreign Host (the HTTP parser would answer a bare 400).
+                self._refuse(403, "Forbidden", "the request has more than one Host header")
                 return False
             return True
 

@@ -152,7 +152,8 @@ def test_header_count_is_capped(server: Server, n: int, expected: int) -> None:
     (b"Host: localhost\r\n", {200}),
     (b"Host: :%d\r\n", {403}),  # ollama#17721
     (b"Host: \r\n", {403}),
-    (b"Host: evil.example\r\nHost: localhost\r\n", {400, 403}),  # the HTTP parser refuses a repeated Host
+    (b"Host: evil.example\r\nHost: localhost\r\n", {403}),  # a repeated Host, the foreign one first
+    (b"Host: localhost\r\nhost: evil.example\r\n", {403}),
 ])
 def test_host_header_tricks_are_refused(server: Server, host_lines: bytes, expected: set[int]) -> None:
     lines = host_lines.replace(b"%d", str(server.port).encode())
