@@ -36,6 +36,7 @@ process: ``kernels.select`` checks the host first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -231,6 +232,52 @@ def prefetch_rows(tile_rows: int) -> int:
     return max(8, 4 * tile_rows)
 
 
+@dataclass
+class TileArgs:
+    """What a tile's codegen starts from: its rows and tokens, clamped to the last ones (a
+    clamped duplicate stores the same value again), and pointers to their data."""
+
+    rows: list[ir.Value]  # i64 row indices
+    toks: list[ir.Value]  # i64 token indices
+    w_rows: list[ir.Value]  # i8* of each row's first block
+    x_rows: list[tuple[ir.Value, ir.Value, ir.Value]]  # per token: i8* codes, float* scales, i8* of the third array
+    n_blocks: ir.Value  # i64 blocks per row
+    row_bytes: ir.Value  # i64
+    out: Callable[[ir.Value, ir.Value], ir.Value]  # (row, token) -> float* of out[token, row]
+
+
+def tile_args(context, builder: ir.IRBuilder, arrays, values, tile_rows: int, tokens: int, type_size: int) -> TileArgs:
+    """``TileArgs`` of ``tile_dot(raw, r0, xq, xd, x3, t0, out)`` (``arrays``: the five array
+    types, ``values``: the seven arguments)."""
+    raw_v, r0_v, xq_v, xd_v, x3_v, t0_v, out_v = values
+    raw_a, xq_a, xd_a, x3_a, out_a = (
+        context.make_array(ty)(context, builder, v)
+        for ty, v in zip(arrays, (raw_v, xq_v, xd_v, x3_v, out_v), strict=True)
+    )
+    b = builder
+    i8p, fp = I8.as_pointer(), F32.as_pointer()
+
+    def clamped(first, i, count):
+        index = b.add(first, ir.Constant(I64, i))
+        last = b.sub(count, ir.Constant(I64, 1))
+        return b.select(b.icmp_unsigned("<", index, last), index, last)
+
+    def row_ptr(ary, index, ptype=i8p):
+        stride = cgutils.unpack_tuple(b, ary.strides, 2)[0]
+        return b.bitcast(b.gep(b.bitcast(ary.data, i8p), [b.mul(index, stride)]), ptype)
+
+    d_rows, row_bytes = cgutils.unpack_tuple(b, raw_a.shape, 2)
+    n = cgutils.unpack_tuple(b, xq_a.shape, 2)[0]
+    rows = [clamped(r0_v, i, d_rows) for i in range(tile_rows)]
+    toks = [clamped(t0_v, j, n) for j in range(tokens)]
+    return TileArgs(
+        rows, toks, [row_ptr(raw_a, r) for r in rows],
+        [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(x3_a, t)) for t in toks],
+        b.udiv(row_bytes, ir.Constant(I64, type_size)), row_bytes,
+        lambda r, t: b.gep(row_ptr(out_a, t, fp), [r]),
+    )
+
+
 def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
     """The intrinsic ``tile_dot(raw, r0, xq, xd, xs, t0, out)`` of one type.
 
@@ -253,31 +300,10 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
             return None
 
         def codegen(context, builder, signature, args):
-            raw_v, r0_v, xq_v, xd_v, xs_v, t0_v, out_v = args
-            raw_a, xq_a, xd_a, xs_a, out_a = (
-                context.make_array(ty)(context, builder, v)
-                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xs_v, out_v), strict=True)
-            )
-            i8p = I8.as_pointer()
-
-            def clamped(first, i, count):
-                index = builder.add(first, ir.Constant(I64, i))
-                last = builder.sub(count, ir.Constant(I64, 1))
-                return builder.select(builder.icmp_unsigned("<", index, last), index, last)
-
-            def row_ptr(ary, index, ptype=i8p):
-                stride = cgutils.unpack_tuple(builder, ary.strides, 2)[0]
-                return builder.bitcast(builder.gep(builder.bitcast(ary.data, i8p), [builder.mul(index, stride)]), ptype)
-
-            d = cgutils.unpack_tuple(builder, raw_a.shape, 2)[0]
-            n = cgutils.unpack_tuple(builder, xq_a.shape, 2)[0]
-            rows = [clamped(r0_v, i, d) for i in range(tile_rows)]
-            toks = [clamped(t0_v, j, n) for j in range(tokens)]
-            w_rows = [row_ptr(raw_a, r) for r in rows]
+            tile = tile_args(context, builder, arrays, args, tile_rows, tokens, info.type_size)
+            rows, toks, w_rows, row_bytes, n_blocks = tile.rows, tile.toks, tile.w_rows, tile.row_bytes, tile.n_blocks
             fp = F32.as_pointer()
-            x_rows = [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(xs_a, t, fp)) for t in toks]
-            row_bytes = cgutils.unpack_tuple(builder, raw_a.shape, 2)[1]
-            n_blocks = builder.udiv(row_bytes, ir.Constant(I64, info.type_size))
+            x_rows = [(q, sd, builder.bitcast(ss, fp)) for q, sd, ss in tile.x_rows]
             emit = Emitter(builder, vnni)
             vt = ir.VectorType(F32, tokens)  # one lane per token
             acc_slots = [[cgutils.alloca_once_value(builder, ir.Constant(V8F32, [0.0] * 8)) for _ in toks] for _ in rows]
@@ -320,8 +346,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
                 extra = builder.load(x_slot)
                 for ti, (t, a_slot) in enumerate(zip(toks, row_slots, strict=True)):
                     value = emit.hsum(builder.load(a_slot), builder.extract_element(extra, ir.Constant(I32, ti)))
-                    at = builder.gep(row_ptr(out_a, t, fp), [r])
-                    builder.store(value, at)
+                    builder.store(value, tile.out(r, t))
             return context.get_dummy_value()
 
         return types.void(raw, types.uint64, xq, xd, xs, types.uint64, out), codegen

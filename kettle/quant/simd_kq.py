@@ -34,7 +34,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kettle.quant.simd_ir import F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat
+from kettle.quant.simd_ir import (
+    F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat, prefetch_rows, tile_args,
+)
 from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType
 
 V8I8, V8I16, V16I8 = ir.VectorType(I8, 8), ir.VectorType(ir.IntType(16), 8), ir.VectorType(I8, 16)
@@ -152,45 +154,22 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
             return None
 
         def codegen(context, builder, signature, args):
-            raw_v, r0_v, xq_v, xd_v, xb_v, t0_v, out_v = args
-            raw_a, xq_a, xd_a, xb_a, out_a = (
-                context.make_array(ty)(context, builder, v)
-                for ty, v in zip(arrays, (raw_v, xq_v, xd_v, xb_v, out_v), strict=True)
-            )
-            i8p, fp = I8.as_pointer(), F32.as_pointer()
             b = builder
-
-            def clamped(first, i, count):
-                index = b.add(first, ir.Constant(I64, i))
-                last = b.sub(count, ir.Constant(I64, 1))
-                return b.select(b.icmp_unsigned("<", index, last), index, last)
-
-            def row_ptr(ary, index, ptype=i8p):
-                stride = cgutils.unpack_tuple(b, ary.strides, 2)[0]
-                return b.bitcast(b.gep(b.bitcast(ary.data, i8p), [b.mul(index, stride)]), ptype)
-
-            d_rows = cgutils.unpack_tuple(b, raw_a.shape, 2)[0]
-            n = cgutils.unpack_tuple(b, xq_a.shape, 2)[0]
-            rows = [clamped(r0_v, i, d_rows) for i in range(tile_rows)]
-            toks = [clamped(t0_v, j, n) for j in range(tokens)]
-            w_rows = [row_ptr(raw_a, r) for r in rows]
-            x_rows = [(row_ptr(xq_a, t), row_ptr(xd_a, t, fp), row_ptr(xb_a, t)) for t in toks]
-            row_bytes = cgutils.unpack_tuple(b, raw_a.shape, 2)[1]
-            n_blocks = b.udiv(row_bytes, ir.Constant(I64, info.type_size))
+            tile = tile_args(context, b, arrays, args, tile_rows, tokens, info.type_size)
             e = Emitter(b, vnni)
-            vt = ir.VectorType(F32, tokens)  # one lane per token
-            acc_slots = [[cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8)) for _ in toks] for _ in rows]
-            ahead = b.mul(row_bytes, ir.Constant(I64, max(8, 4 * tile_rows)))
-            with cgutils.for_range(b, n_blocks) as loop:
+            acc_slots = [[cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8)) for _ in tile.toks]
+                         for _ in tile.rows]
+            ahead = b.mul(tile.row_bytes, ir.Constant(I64, prefetch_rows(tile_rows)))
+            with cgutils.for_range(b, tile.n_blocks) as loop:
                 i = loop.index
-                ws = [b.gep(w, [b.mul(i, ir.Constant(I64, info.type_size))]) for w in w_rows]
+                ws = [b.gep(w, [b.mul(i, ir.Constant(I64, info.type_size))]) for w in tile.w_rows]
                 for w in ws:
                     for line in range(lines):
                         e.prefetch(b.gep(w, [b.add(ahead, ir.Constant(I64, 64 * line))]))
                 xs_blk = [
                     (b.gep(q, [b.mul(i, ir.Constant(I64, QK_K))]), b.gep(sd, [i]),
                      b.gep(sb, [b.mul(i, ir.Constant(I64, 2 * SUMS))]))
-                    for q, sd, sb in x_rows
+                    for q, sd, sb in tile.x_rows
                 ]
                 dx = e.gather([sd for _, sd, _ in xs_blk])  # the tokens' super-block scales, lane t
                 sums = [e.load(sb, 0, V16I16) for _, _, sb in xs_blk]
@@ -208,9 +187,9 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
                             acc = e.fma(e.fma(acc, sumi, dd, ti), msum, dm, ti)
                         b.store(acc, acc_slots[ri][ti])
             zero = ir.Constant(F32, 0.0)
-            for r, row_slots in zip(rows, acc_slots, strict=True):
-                for t, slot in zip(toks, row_slots, strict=True):
-                    b.store(e.hsum(b.load(slot), zero), b.gep(row_ptr(out_a, t, fp), [r]))
+            for r, row_slots in zip(tile.rows, acc_slots, strict=True):
+                for t, slot in zip(tile.toks, row_slots, strict=True):
+                    b.store(e.hsum(b.load(slot), zero), tile.out(r, t))
             return context.get_dummy_value()
 
         return types.void(raw, types.uint64, xq, xd, xb, types.uint64, out), codegen
