@@ -17,7 +17,6 @@ is present but unusable is an error, never a silent default.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,6 @@ class Limits:
     ff: int = 1 << 20
     vocab: int = 1 << 22  # largest vocabularies today: ~262k
     context: int = 1 << 24
-    experts: int = 1024
 
 
 LIMITS = Limits()
@@ -105,14 +103,6 @@ class HParams:
         value = float(value)
         if not math.isfinite(value) or value > hi or value < lo or (open_lo and value == lo):
             raise MetadataError(self.gguf.path, self.key(name), value, expected)
-        return value
-
-    def string(self, name: str, choices: Sequence[str], default: Any = _MISSING) -> str:
-        value = self._raw(name, default)
-        if value is None:
-            return default
-        if not isinstance(value, str) or value not in choices:
-            raise MetadataError(self.gguf.path, self.key(name), _short(value), f"one of {', '.join(choices)}")
         return value
 
     def decoder_dims(self) -> dict[str, int]:

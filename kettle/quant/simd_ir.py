@@ -232,6 +232,13 @@ def prefetch_rows(tile_rows: int) -> int:
     return max(8, 4 * tile_rows)
 
 
+def c_arrays_of(arrays, dtypes) -> bool:
+    """True when the numba types ``arrays`` are C-contiguous arrays of ``dtypes`` (a tile's typer
+    declines anything else)."""
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and \
+        tuple(a.dtype for a in arrays) == tuple(dtypes)
+
+
 @dataclass
 class TileArgs:
     """What a tile's codegen starts from: its rows and tokens, clamped to the last ones (a
@@ -293,10 +300,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
 
     def typer(typingctx, raw, r0, xq, xd, xs, t0, out):
         arrays = (raw, xq, xd, xs, out)
-        dtypes = (types.uint8, types.int8, types.float32, types.float32, types.float32)
-        if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
-            return None
-        if tuple(a.dtype for a in arrays) != dtypes:
+        if not c_arrays_of(arrays, (types.uint8, types.int8, types.float32, types.float32, types.float32)):
             return None
 
         def codegen(context, builder, signature, args):

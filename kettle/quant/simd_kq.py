@@ -35,7 +35,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kettle.quant.simd_ir import (
-    F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat, prefetch_rows, tile_args,
+    F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat, c_arrays_of, prefetch_rows, tile_args,
 )
 from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType
 
@@ -150,10 +150,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
 
     def typer(typingctx, raw, r0, xq, xd, xb, t0, out):
         arrays = (raw, xq, xd, xb, out)
-        dtypes = (types.uint8, types.int8, types.float32, types.int16, types.float32)
-        if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
-            return None
-        if tuple(a.dtype for a in arrays) != dtypes:
+        if not c_arrays_of(arrays, (types.uint8, types.int8, types.float32, types.int16, types.float32)):
             return None
 
         def codegen(context, builder, signature, args):

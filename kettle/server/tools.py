@@ -132,23 +132,31 @@ class ToolCallFilter:
 
 # -- requests: the types ollama declares ----------------------------------------------------
 
-def check_tools(tools: Any, where: str = "tools") -> list[dict[str, Any]]:
-    """A request's ``tools``: each ``{"type"?: str, "function": {"name": str, "description"?: str,
-    "parameters"?: {"type"?: str, "required"?: [str], "properties"?: {name: property}}}}``."""
-    if not isinstance(tools, list):
-        raise bad_value(where, "an array of tools", tools)
-    for i, tool in enumerate(tools):
+def _function_items(items: Any, where: str, noun: str, label: str, body: str) -> Iterable[tuple[Fields, dict]]:
+    """(its function's Fields, the item) for each item of the array ``items``: every item an
+    object whose optional string ``label`` is checked first, with a ``function`` object whose
+    ``name`` is a non-empty string."""
+    if not isinstance(items, list):
+        raise bad_value(where, f"an array of {noun}s", items)
+    for i, item in enumerate(items):
         at = f"{where}[{i}]"
-        if not isinstance(tool, dict):
-            raise bad_value(at, "a tool object", tool)
-        f = Fields(tool, at)
-        f.str("type")
+        if not isinstance(item, dict):
+            raise bad_value(at, f"a {noun} object", item)
+        f = Fields(item, at)
+        f.str(label)
         fn = f.object("function")
         if fn is None:
-            raise bad_value(f.path("function"), "an object with the function's name and parameters", None)
+            raise bad_value(f.path("function"), f"an object with the function's name and {body}", None)
         ff = Fields(fn, f.path("function"))
         if not ff.str("name"):
             raise bad_value(ff.path("name"), "a non-empty string", fn.get("name"))
+        yield ff, item
+
+
+def check_tools(tools: Any, where: str = "tools") -> list[dict[str, Any]]:
+    """A request's ``tools``: each ``{"type"?: str, "function": {"name": str, "description"?: str,
+    "parameters"?: {"type"?: str, "required"?: [str], "properties"?: {name: property}}}}``."""
+    for ff, _ in _function_items(tools, where, "tool", "type", "parameters"):
         ff.str("description")
         params = ff.object("parameters")
         if params is not None:
@@ -177,21 +185,9 @@ def _check_parameters(f: Fields) -> None:
 def check_tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
     """A message's ``tool_calls`` in ollama's shape: each ``{"function": {"index"?: int,
     "name": str, "arguments": object}}``; returns them with ``arguments`` defaulted to {}."""
-    if not isinstance(calls, list):
-        raise bad_value(where, "an array of tool calls", calls)
     out = []
-    for j, call in enumerate(calls):
-        at = f"{where}[{j}]"
-        if not isinstance(call, dict):
-            raise bad_value(at, "a tool call object", call)
-        f = Fields(call, at)
-        f.str("id")
-        fn = f.object("function")
-        if fn is None:
-            raise bad_value(f.path("function"), "an object with the function's name and arguments", None)
-        ff = Fields(fn, f.path("function"))
-        if not ff.str("name"):
-            raise bad_value(ff.path("name"), "a non-empty string", fn.get("name"))
+    for ff, call in _function_items(calls, where, "tool call", "id", "arguments"):
+        fn = call["function"]
         ff.int("index")
         args = ff.object("arguments")
         out.append({**call, "function": {**fn, "arguments": args if args is not None else {}}})
