@@ -44,6 +44,16 @@ class UnsupportedModel(KettleError):
     """The architecture or a tensor type is not one kettle can run."""
 
 
+class ConvertError(KettleError):
+    """A Hugging Face checkpoint cannot be converted: a file is missing, malformed, or
+    describes an architecture or tokenizer ``kettle convert`` does not handle."""
+
+
+class CapabilityError(KettleError):
+    """The model cannot do what was asked: an embedding model asked to generate or chat
+    (ollama's ``"all-minilm" does not support generate``)."""
+
+
 class WeightError(KettleError):
     """Tensors a model needs are missing or have the wrong shape (all listed at once)."""
 

@@ -9,16 +9,20 @@ import importlib
 
 from kettle.errors import UnsupportedModel
 from kettle.gguf import GGUFFile
+from kettle.models.encoder import Encoder
 from kettle.models.transformer import Transformer
 
 ARCHITECTURES: dict[str, str] = {
     "llama": "kettle.models.llama",
     "qwen2": "kettle.models.llama",
     "gemma3": "kettle.models.gemma3",
+    "bert": "kettle.models.bert",
+    "nomic-bert": "kettle.models.nomic_bert",
 }
 
 
-def load_model(gguf: GGUFFile) -> Transformer:
+def load_model(gguf: GGUFFile) -> Transformer | Encoder:
+    """The architecture's model: a ``Transformer`` (decoders) or an ``Encoder`` (embedding models)."""
     arch = gguf.architecture
     module = ARCHITECTURES.get(arch)
     if module is None:

@@ -68,3 +68,11 @@ def add_inplace(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def scale_inplace(x: np.ndarray, s: float) -> np.ndarray:
     np.multiply(x, np.float32(s), out=x)
     return x
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU with the tanh approximation (ggml_gelu), in place on x (n, f)."""
+    u2 = TWO_C * x * (ONE + GELU_A * x * x)  # 2u: 0.5 * (1 + tanh(u)) is the logistic of 2u
+    with np.errstate(over="ignore"):  # exp(-2u) = inf for very negative x: gelu is then -0
+        np.multiply(x, ONE / (ONE + np.exp(-u2)), out=x)
+    return x

@@ -40,3 +40,17 @@ def rms_norm_heads(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     flat = x.reshape(n * (x.shape[1] // hd), hd)
     _rms_norm(flat, w, np.float32(eps), flat)
     return x
+
+
+def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """x (n, d) f32, w, b (d,) f32 -> (n, d): (x - mean) / sqrt(var + eps) * w + b (ggml_norm, then
+    the scale and shift; mean and variance per row, in double)."""
+    if x.ndim != 2 or w.shape != (x.shape[1],) or b.shape != w.shape:
+        raise ValueError(f"layer_norm: x {x.shape}, weight {w.shape} and bias {b.shape} do not fit")
+    x64 = x.astype(np.float64)
+    centred = x64 - x64.mean(axis=1, keepdims=True)  # (n, d)
+    var = (centred * centred).mean(axis=1, keepdims=True)
+    out = (centred / np.sqrt(var + eps)).astype(np.float32)
+    out *= w
+    out += b
+    return out

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kettle.errors import (
-    Cancelled, ContextOverflow, InvalidParameter, KettleError, ModelfileError, ModelNotFound, SamplingError,
-    ServerBusy, TemplateError,
+    CapabilityError, Cancelled, ContextOverflow, InvalidParameter, KettleError, ModelfileError, ModelNotFound,
+    SamplingError, ServerBusy, TemplateError,
 )
 
 MAX_DEPTH = 64  # nesting of a request body (JSON schemas and tool parameters nest)
@@ -39,6 +39,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (ServerBusy, 503),
     (InvalidParameter, 400),
     (ContextOverflow, 400),
+    (CapabilityError, 400),
     (TemplateError, 400),
     (ModelfileError, 400),
     (SamplingError, 500),

@@ -19,6 +19,7 @@ from kettle.tokenizer.special import Fragment, partition
 from kettle.tokenizer.spm import ESCAPED_SPACE, byte_fallback_ids, spm_encode
 from kettle.tokenizer.unicode import UNICODE_TO_BYTE
 from kettle.tokenizer.vocab import TokenAttr, Vocab, VocabType, load_vocab
+from kettle.tokenizer.wpm import WordPiece
 
 __all__ = ["Tokenizer"]
 
@@ -100,6 +101,8 @@ class Tokenizer:
             s.id for s in vocab.specials if self._attrs[s.id] & TokenAttr.CONTROL
         )
         self._bpe = BPE(vocab.token_to_id, vocab.ranks, vocab.pre) if vocab.pre is not None else None
+        self._wpm = (WordPiece(vocab.token_to_id, vocab.ids["unk"], vocab.lowercase, vocab.strip_accents)  # type: ignore[arg-type]
+                     if vocab.type is VocabType.WPM else None)
         # (256,) byte -> byte-fallback token id (SentencePiece vocabularies only)
         self._byte_ids = byte_fallback_ids(vocab.token_to_id) if vocab.type is VocabType.SPM else []
 
@@ -162,9 +165,20 @@ class Tokenizer:
             raise TokenizerError(f"text to encode is not valid Unicode ({e.reason} at {e.start})") from None
         v = self._vocab
         out: list[int] = []
+        fragments = partition(text, v.specials, parse_special)
+        if self._wpm is not None:  # llama.cpp: [CLS] text [SEP] whenever add_special
+            if add_special:
+                out.append(self.bos_id)  # type: ignore[arg-type]  # checked by load_vocab
+            for frag in fragments:
+                if isinstance(frag, int):
+                    out.append(frag)
+                else:
+                    self._wpm.encode(frag, out)
+            if add_special:
+                out.append(v.ids["sep"])  # type: ignore[arg-type]
+            return out
         if add_special and v.add_bos:
             out.append(self.bos_id)  # type: ignore[arg-type]  # checked by load_vocab
-        fragments = partition(text, v.specials, parse_special)
         if self._bpe is not None:
             for frag in fragments:
                 if isinstance(frag, int):

@@ -35,6 +35,8 @@ KEY_MERGES = "tokenizer.ggml.merges"
 KEY_ADD_BOS = "tokenizer.ggml.add_bos_token"
 KEY_ADD_EOS = "tokenizer.ggml.add_eos_token"
 KEY_ADD_PREFIX = "tokenizer.ggml.add_space_prefix"
+KEY_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"
+KEY_STRIP_ACCENTS = "tokenizer.ggml.normalizer.strip_accents"
 KEY_NAME = "general.name"
 
 
@@ -46,6 +48,7 @@ class VocabType(enum.Enum):
 
     SPM = "llama"  # SentencePiece-style, scores + byte fallback
     BPE = "gpt2"  # byte-level BPE with merges and a pre-tokenizer
+    WPM = "bert"  # WordPiece in phantom-space form (kettle/tokenizer/wpm.py)
 
 
 class TokenType(enum.IntEnum):
@@ -88,6 +91,7 @@ SPECIAL_ATTRS = TokenAttr.CONTROL | TokenAttr.USER_DEFINED | TokenAttr.UNKNOWN
 _DEFAULT_IDS: dict[VocabType, dict[str, int]] = {
     VocabType.SPM: {"bos": 1, "eos": 2, "unk": 0},
     VocabType.BPE: {"bos": 11, "eos": 11},
+    VocabType.WPM: {"bos": 101, "unk": 100, "sep": 102, "pad": 0, "mask": 103},
 }
 _STRICT_ROLES = ("bos", "eos")  # an out-of-range id for these is an error, not a warning
 
@@ -110,6 +114,8 @@ class Vocab:
     add_eos: bool
     add_space_prefix: bool
     clean_spaces: bool
+    lowercase: bool = False  # WordPiece normalizer flags (WPM only)
+    strip_accents: bool = False
 
 
 def _require(meta: Mapping[str, Any], key: str) -> Any:
@@ -282,8 +288,12 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
             raise TokenizerError(f"{KEY_PRE} must be a string, got {pre_name!r}")
         pre = pre_type(pre_name)
         add_bos, add_eos, add_space_prefix, clean_spaces = pre.add_bos, False, False, pre.clean_spaces
+    elif vtype is VocabType.WPM:
+        add_bos, add_eos, add_space_prefix, clean_spaces = True, False, False, True
     else:
         add_bos, add_eos, add_space_prefix, clean_spaces = True, False, True, False
+    lowercase = _flag(meta, KEY_LOWERCASE, False)
+    strip_accents = _flag(meta, KEY_STRIP_ACCENTS, lowercase)
     add_space_prefix = _flag(meta, KEY_ADD_PREFIX, add_space_prefix)
     add_bos = _flag(meta, KEY_ADD_BOS, add_bos)
     add_eos = _flag(meta, KEY_ADD_EOS, add_eos)
@@ -292,6 +302,11 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
     for role, key, wanted in (("bos", KEY_ADD_BOS, add_bos), ("eos", KEY_ADD_EOS, add_eos)):
         if wanted and ids[role] is None:
             raise TokenizerError(f"{key} is true, but the model has no valid {role.upper()} token id")
+    if vtype is VocabType.WPM:  # llama.cpp adds [CLS] ... [SEP] whatever the flags say, and needs [UNK]
+        for role, key in (("bos", "tokenizer.ggml.bos_token_id"), ("sep", "tokenizer.ggml.seperator_token_id"),
+                          ("unk", "tokenizer.ggml.unknown_token_id")):
+            if ids[role] is None:
+                raise TokenizerError(f"a WordPiece vocabulary needs a valid {role.upper()} token id ({key})")
 
     _detect_by_text(ids, token_to_id, attrs)
     control = np.nonzero(attrs & TokenAttr.CONTROL)[0].tolist()
@@ -305,5 +320,5 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
         type=vtype, pre=pre, tokens=tokens, token_to_id=token_to_id, scores=scores,
         attrs=attrs.tolist(), ids=ids, eog_ids=frozenset(eog), specials=_specials(tokens, attrs),
         ranks=ranks, add_bos=add_bos, add_eos=add_eos, add_space_prefix=add_space_prefix,
-        clean_spaces=clean_spaces,
+        clean_spaces=clean_spaces, lowercase=lowercase, strip_accents=strip_accents,
     )

@@ -69,7 +69,7 @@ BPE = bpe_meta(BPE_TOKENS, BPE_MERGES)
 
 BAD_METADATA = {
     "no model key": (_without(SPM, "model"), "tokenizer.ggml.model"),
-    "unknown model": (_with(SPM, model="bert"), "'gpt2'"),
+    "unknown model": (_with(SPM, model="rwkv"), "'bert'"),
     "unsupported pre-tokenizer": (_with(BPE, pre="no-such-pre"), "smollm"),
     "no tokens": (_without(SPM, "tokens"), "tokenizer.ggml.tokens"),
     "tokens not strings": (_with(SPM, tokens=[1, 2, 3]), "array of strings"),

@@ -1,0 +1,119 @@
+"""WordPiece (``tokenizer.ggml.model = "bert"``), as llama.cpp's WPM tokenizer does it.
+
+The GGUF vocabulary stores WordPiece in "phantom space" form: a piece that starts
+a word carries a leading ``▁`` (BERT's ``hello``), a continuation piece has lost
+its ``##`` (BERT's ``##lo`` is ``lo``), control tokens (``[CLS]``) are unchanged.
+
+Text is first split into words (``preprocess``):
+
+* with ``strip_accents`` each codepoint is replaced by the first codepoint of its
+  canonical decomposition (llama.cpp's one-codepoint NFD table), and combining
+  marks are dropped;
+* whitespace ends a word; NUL, U+FFFD and control characters are dropped;
+* with ``lowercase`` each codepoint takes its simple lowercase mapping;
+* punctuation, ASCII symbols and CJK ideographs are words of their own.
+
+Each word, with ``▁`` prepended, is then cut greedily into the longest pieces the
+vocabulary holds, left to right; a word with any part that matches no piece
+becomes one ``[UNK]``. The flags come from ``tokenizer.ggml.normalizer.lowercase``
+(default false) and ``tokenizer.ggml.normalizer.strip_accents`` (default: the
+lowercase flag), as llama.cpp reads them.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from kettle.tokenizer.unicode import CpFlag, cpt_flags
+
+__all__ = ["WordPiece", "PHANTOM_SPACE"]
+
+PHANTOM_SPACE = "\u2581"
+
+_DROP = CpFlag.CONTROL
+_OWN_WORD = CpFlag.PUNCTUATION
+
+
+def _is_cjk(cp: int) -> bool:
+    """llama.cpp's ``is_chinese_char`` ranges (the 0x2B920 start is theirs, after HF's Rust code)."""
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
+            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B920 <= cp <= 0x2CEAF
+            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+
+
+def _nfd_first(ch: str) -> str:
+    """The first codepoint of ``ch``'s canonical decomposition (llama.cpp's NFD table)."""
+    if ch < "\u00c0":
+        return ch
+    return unicodedata.normalize("NFD", ch)[0]
+
+
+def _lower(ch: str) -> str:
+    """The simple (one-codepoint) lowercase mapping of UnicodeData.txt."""
+    low = ch.lower()
+    if len(low) == 1:
+        return low
+    return "i" if ch == "\u0130" else ch  # U+0130's full mapping is two codepoints; its simple one is "i"
+
+
+class WordPiece:
+    """Greedy longest-match WordPiece over a phantom-space vocabulary (thread-safe)."""
+
+    def __init__(self, token_to_id: dict[str, int], unk_id: int, lowercase: bool, strip_accents: bool) -> None:
+        self.token_to_id = token_to_id
+        self.unk_id = unk_id
+        self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        # the longest token in codepoints bounds every match
+        self.max_len = max((len(t) for t in token_to_id), default=1)
+
+    def preprocess(self, text: str) -> list[str]:
+        """``text`` split into words (see the module docstring)."""
+        words: list[str] = []
+        word: list[str] = []
+        for ch in text:
+            if self.strip_accents:
+                ch = _nfd_first(ch)
+            cp = ord(ch)
+            flags = cpt_flags(ch)
+            if flags & CpFlag.WHITESPACE:
+                if word:
+                    words.append("".join(word))
+                    word = []
+                continue
+            if cp == 0 or cp == 0xFFFD or flags & _DROP:
+                continue
+            if self.strip_accents and flags & CpFlag.ACCENT_MARK:
+                continue
+            s = _lower(ch) if self.lowercase else ch
+            if flags & _OWN_WORD or (cp < 0x7F and flags & CpFlag.SYMBOL) or _is_cjk(cp):
+                if word:
+                    words.append("".join(word))
+                    word = []
+                words.append(s)
+            else:
+                word.append(s)
+        if word:
+            words.append("".join(word))
+        return words
+
+    def encode(self, text: str, out: list[int]) -> None:
+        """Append the ids of ``text`` (one fragment without special tokens) to ``out``."""
+        lookup = self.token_to_id.get
+        for word in self.preprocess(text):
+            w = PHANTOM_SPACE + word
+            n = len(w)
+            start = len(out)
+            i = 0
+            while i < n:
+                for j in range(min(n, i + self.max_len), i, -1):
+                    tid = lookup(w[i:j])
+                    if tid is not None:
+                        out.append(tid)
+                        i = j
+                        break
+                else:  # no piece fits here: the whole word is unknown
+                    del out[start:]
+                    break
+            if len(out) == start:
+                out.append(self.unk_id)
