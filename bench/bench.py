@@ -4,6 +4,7 @@ when installed) on the same GGUF file.
 
     python bench/bench.py [--models smollm2,gemma3] [--tests pp64,pp512,tg128] [--threads 2] [--reps 3]
     python bench/bench.py --models llama-1b,qwen-3b,llama-8b --tests tg128 --reps 1
+    python bench/bench.py --models llama-1b --tests tg64 --busy 1   # with one core kept busy
 
 Models: the bundled ``smollm2`` and ``gemma3`` (the default), the benchmark
 shapes of ``bench/models.py`` (``llama-1b``, ``qwen-3b``, ``llama-8b``: random
@@ -14,11 +15,17 @@ tgN: N single-token decode steps after a one-token prompt (no sampling, as
 llama-bench measures). Medians of ``--reps`` runs, after a warm-up. For tg the
 weight bytes one token reads (every matrix; of the token embeddings only when
 they are also the output matrix) times t/s is the bandwidth the run reached.
+
+``--busy N`` runs N other processes that spin on a core each for the whole
+measurement (kettle's and llama.cpp's alike): a desktop where something else
+is working, the case where a fixed thread team that waits for its slowest
+member loses most.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -181,6 +188,18 @@ def model_file(name: str, made_dir: Path | None) -> Path:
     return resolve(BUNDLED.get(name, name)).path
 
 
+@contextlib.contextmanager
+def busy_cores(n: int):
+    """``n`` processes spinning on a core each while the block runs."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2,gemma3",
@@ -190,6 +209,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="where bench/models.py caches the made models")
     ap.add_argument("--no-llama-cpp", action="store_true")
+    ap.add_argument("--busy", type=int, default=0, metavar="N", help="keep N cores busy while measuring")
     ap.add_argument("--llama-cpp-worker", metavar="GGUF", help=argparse.SUPPRESS)
     args = ap.parse_args()
     tests = parse_tests(args.tests)
@@ -205,26 +225,39 @@ def main() -> None:
     paths = {name: model_file(name, args.dir) for name in names}  # make missing ones before timing anything
     bw = memory_bandwidth(args.threads)
     print(f"memory read bandwidth: {bw:.1f} GB/s ({args.threads} threads)")
+    if args.busy:
+        print(f"{args.busy} other process(es) keep a core busy each while measuring")
     rows = []
-    for name in names:
-        path = paths[name]
-        k, kernels = bench_kettle(path, args.threads, args.reps, tests)
-        ref = None if args.no_llama_cpp else bench_llama_cpp(path, args.threads, args.reps, args.tests)
-        gb = decode_gb(path)
-        print(f"\n{name} ({path.name}, {gb * 1000:.0f} MB of weights read per token; decode ceiling at "
-              f"this bandwidth {bw / gb:.1f} t/s; kernels: {kernels})")
-        print(f"  {'test':<7}{'kettle t/s':>12}{'llama.cpp t/s':>15}{'kettle/llama.cpp':>18}"
-              f"{'kettle GB/s':>13}{'llama.cpp GB/s':>16}")
-        for test, kind, _ in tests:
-            mine = k[test]
-            theirs = ref[test] if ref else float("nan")
-            ratio = f"{mine / theirs:.2f}x" if ref else "n/a"
-            line = f"  {test:<7}{mine:>12.1f}{theirs:>15.1f}{ratio:>18}"
-            if kind == "tg":  # GB/s (fraction of the measured bandwidth)
-                line += f"{f'{mine * gb:.1f} ({mine * gb / bw:.2f})':>13}"
-                line += f"{f'{theirs * gb:.1f} ({theirs * gb / bw:.2f})':>16}" if ref else f"{'n/a':>16}"
-            print(line)
-            rows.append((name, gb, test, kind, mine, theirs))
+    with busy_cores(args.busy):
+        for name in names:
+            rows += run_model(name, paths[name], args, tests, bw)
+    print_table(rows, bw)
+
+
+def run_model(name: str, path: Path, args: argparse.Namespace, tests: list[tuple[str, str, int]],
+              bw: float) -> list[tuple]:
+    rows = []
+    k, kernels = bench_kettle(path, args.threads, args.reps, tests)
+    ref = None if args.no_llama_cpp else bench_llama_cpp(path, args.threads, args.reps, args.tests)
+    gb = decode_gb(path)
+    print(f"\n{name} ({path.name}, {gb * 1000:.0f} MB of weights read per token; decode ceiling at "
+          f"this bandwidth {bw / gb:.1f} t/s; kernels: {kernels})")
+    print(f"  {'test':<7}{'kettle t/s':>12}{'llama.cpp t/s':>15}{'kettle/llama.cpp':>18}"
+          f"{'kettle GB/s':>13}{'llama.cpp GB/s':>16}")
+    for test, kind, _ in tests:
+        mine = k[test]
+        theirs = ref[test] if ref else float("nan")
+        ratio = f"{mine / theirs:.2f}x" if ref else "n/a"
+        line = f"  {test:<7}{mine:>12.1f}{theirs:>15.1f}{ratio:>18}"
+        if kind == "tg":  # GB/s (fraction of the measured bandwidth)
+            line += f"{f'{mine * gb:.1f} ({mine * gb / bw:.2f})':>13}"
+            line += f"{f'{theirs * gb:.1f} ({theirs * gb / bw:.2f})':>16}" if ref else f"{'n/a':>16}"
+        print(line)
+        rows.append((name, gb, test, kind, mine, theirs))
+    return rows
+
+
+def print_table(rows: list[tuple], bw: float) -> None:
     print(f"\n| model | weights/token | test | kettle t/s | llama.cpp t/s | ratio | kettle GB/s | llama.cpp GB/s |"
           f"\n|---|---:|---|---:|---:|---:|---:|---:|")
     for name, gb, test, kind, mine, theirs in rows:

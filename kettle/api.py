@@ -28,6 +28,7 @@ from kettle.engine.runner import Runner
 from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, MetadataError, TokenizerError
 from kettle.gguf import GGUFFile
 from kettle.models import Transformer, load_model
+from kettle.models.lora import LoraAdapter, apply_adapters
 from kettle.options import LoadOptions, parse_options
 from kettle.sampling import SamplingParams
 from kettle.store import Store, resolve_model
@@ -44,6 +45,7 @@ class ModelSpec:
     system: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)  # PARAMETERs, typed
     messages: tuple[Mapping[str, str], ...] = ()  # MESSAGE history
+    adapters: tuple[Path, ...] = ()  # LoRA adapter GGUFs (ADAPTER), applied beside the weights
 
 
 def resolve(name_or_path: str | os.PathLike[str] | None, store: Store | None = None) -> ModelSpec:
@@ -60,6 +62,7 @@ def resolve(name_or_path: str | os.PathLike[str] | None, store: Store | None = N
         system=stored.system,
         params=dict(stored.params),
         messages=tuple(stored.messages),
+        adapters=tuple(stored.adapters),
     )
 
 
@@ -73,7 +76,10 @@ def _nothing_kept_on_failure(init: Any) -> Any:
             init(self, *args, **kwargs)
         except BaseException:
             gguf = self.__dict__.get("gguf")
+            adapters = self.__dict__.get("adapters", ())
             self.__dict__.clear()
+            for f in adapters:
+                f.close()
             if gguf is not None:
                 gguf.close()
             raise
@@ -96,6 +102,10 @@ class Model:
         except TokenizerError as e:  # inconsistent tokenizer metadata is a bad file
             raise GGUFError(spec.path, f"tokenizer: {e}") from None
         self.transformer: Transformer = load_model(self.gguf)
+        self.adapters: list[LoraAdapter] = []
+        for path in spec.adapters:
+            self.adapters.append(LoraAdapter.open(path, self.gguf.architecture))
+        self.transformer = apply_adapters(self.transformer, self.adapters)
         cfg = self.transformer.config
         if self.tokenizer.vocab_size != cfg.n_vocab:
             raise MetadataError(spec.path, "tokenizer.ggml.tokens", f"{self.tokenizer.vocab_size} tokens",
@@ -223,6 +233,8 @@ class Model:
         return out, used
 
     def close(self) -> None:
+        for adapter in self.adapters:
+            adapter.close()
         self.gguf.close()
 
     def __repr__(self) -> str:

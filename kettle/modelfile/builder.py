@@ -13,7 +13,9 @@ The rules for files (FROM: a regular file starting with the GGUF magic;
 ADAPTER: also inside ``base_dir``, symlinks resolved) are ``files.py``'s,
 which the CLI's server path applies too, before it uploads anything. A
 server creates with ``allow_paths=False``: it opens no path at all.
-Adapters are stored but not yet applied: kettle has no LoRA support yet.
+Each ADAPTER must be a LoRA adapter GGUF for the base's architecture
+(``kettle.models.lora`` checks it before the manifest is written); the engine
+applies it beside the base weights when the model loads.
 
 Everything is parsed, typed and checked before the first write; if a write
 then fails, the blobs it added are pruned again, so a failed create leaves
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from kettle.errors import GGUFError, ModelfileError
+from kettle.errors import GGUFError, KettleError, ModelfileError
 from kettle.modelfile.files import FROM_NOT_FOUND, model_path, open_adapter_file, open_gguf, open_model_file
 from kettle.modelfile.parser import Command, Instruction, Modelfile, parse
 from kettle.modelfile.spec import ModelSpec, interpret
@@ -115,6 +117,19 @@ def _adapter(store: Store, command: Command, base_dir: Path, allow_paths: bool) 
     return None, open_adapter_file(command, base_dir)
 
 
+def _check_adapter(store: Store, layers: list[Layer], adapter: Layer, command: Command) -> None:
+    """ModelfileError (with the line) unless ``adapter`` is a LoRA adapter that fits the model layer."""
+    from kettle.models.lora import check_adapter
+
+    model = next((layer for layer in layers if layer.media_type == MediaType.MODEL), None)
+    if model is None:
+        raise ModelfileError(f"ADAPTER {command.value}: the model has no GGUF layer to adapt", command.line)
+    try:
+        check_adapter(store.blob_path(adapter.digest), store.blob_path(model.digest))
+    except KettleError as e:
+        raise ModelfileError(f"ADAPTER {command.value}: {e}", command.line) from None
+
+
 def _replace(layers: list[Layer], media_types: tuple[str, ...], new: Layer | None) -> list[Layer]:
     kept = [layer for layer in layers if layer.media_type not in media_types]
     return kept + ([new] if new is not None else [])
@@ -149,8 +164,6 @@ def create_model(
         adapters = [_adapter(store, command, base_dir, allow_paths) for command in spec.adapters]
         opened += [f for _, f in adapters if f is not None]
         report("parsing modelfile")
-        if spec.adapters:
-            report("note: ADAPTER layers are stored but not applied yet (kettle has no LoRA support)")
         base = _resolve_base(store, spec.base, base_dir, report, allow_paths)
         if base.source is not None:
             opened.append(base.source)
@@ -187,9 +200,10 @@ def _write(
                 report("copying model data")
                 digest = store.add_blob_stream(base.source)
                 layers = [track(store.layer_for_blob(MediaType.MODEL, digest), False)]
-            for layer, f in adapters:
+            for (layer, f), command in zip(adapters, spec.adapters, strict=True):
                 if f is not None:
                     layer = track(store.layer_for_blob(MediaType.ADAPTER, store.add_blob_stream(f)), False)
+                _check_adapter(store, layers, layer, command)
                 layers.append(layer)
             if spec.parameters:
                 merged = {**base.params, **spec.parameters}

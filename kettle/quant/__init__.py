@@ -4,6 +4,7 @@
     dequantize, quantize               numpy reference (bit-exact with gguf-py)
     QuantMatrix                        a weight matrix kept quantized: matmul, get_rows
     matmul_many, MatmulGroup           several matrices times one input in one kernel call
+    LoraMatrix                         a QuantMatrix with low-rank adapters beside it (LoRA)
 
 Layouts are described in ``formats`` (float types), ``legacy`` (32-element
 blocks) and ``kquants`` (256-element super-blocks); kernels in ``kernels``.
@@ -12,7 +13,7 @@ blocks) and ``kquants`` (256-element super-blocks); kernels in ``kernels``.
 from kettle.quant import kquants, legacy, simd  # noqa: F401  (register formats; AVX2 kernels, used where the CPU has them)
 from kettle.quant.formats import FORMATS, QuantFormat, dequantize, quantize
 from kettle.quant.kernels import KernelSet, implementations, register, select
-from kettle.quant.matrix import MatmulGroup, QuantMatrix, matmul_many
+from kettle.quant.matrix import LoraMatrix, MatmulGroup, QuantMatrix, matmul_many
 from kettle.quant.types import (
     QK,
     QK_K,
@@ -35,6 +36,7 @@ __all__ = [
     "KernelSet",
     "QuantFormat",
     "QuantInfo",
+    "LoraMatrix",
     "MatmulGroup",
     "QuantMatrix",
     "matmul_many",

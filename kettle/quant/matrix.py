@@ -132,6 +132,63 @@ class QuantMatrix:
         return self.get_rows(np.arange(self.rows, dtype=np.int64))
 
 
+class LoraMatrix:
+    """``W`` with low-rank adapters beside it, never merged into W's blocks:
+    ``x @ W.T + sum(scale * (x @ A.T) @ B.T)``, as llama.cpp's ``--lora`` computes it,
+    so one base in memory serves several adapted models.
+
+    ``deltas``: (A (rank, cols), B (rows, rank), scale) triples; A and B are
+    QuantMatrix of any supported type (adapters are usually F16/F32).
+    """
+
+    def __init__(self, base: QuantMatrix, deltas: Sequence[tuple[QuantMatrix, QuantMatrix, float]]) -> None:
+        for a, b, _ in deltas:
+            if a.cols != base.cols or b.rows != base.rows or a.rows != b.cols:
+                raise WeightError(
+                    f"a LoRA pair A {a.shape}, B {b.shape} does not fit a {base.shape} matrix "
+                    f"(needs A (rank, {base.cols}) and B ({base.rows}, rank))"
+                )
+        self.base = base
+        self.deltas = tuple((a, b, float(scale)) for a, b, scale in deltas)
+        self.rows, self.cols, self.ggml_type = base.rows, base.cols, base.ggml_type
+        self.nbytes = base.nbytes + sum(a.nbytes + b.nbytes for a, b, _ in self.deltas)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.base.shape
+
+    def __repr__(self) -> str:
+        ranks = ", ".join(str(a.rows) for a, _, _ in self.deltas)
+        return f"LoraMatrix({self.base!r}, ranks=[{ranks}])"
+
+    def matmul(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """As ``QuantMatrix.matmul``, plus the adapters' products."""
+        result = self.base.matmul(x, out)
+        self.add_deltas(self.base._prepare(x), result)
+        return result
+
+    def add_deltas(self, x: np.ndarray, result: np.ndarray) -> None:
+        """``result += scale * (x @ A.T) @ B.T`` for each adapter; x (n, cols), result (n, rows) or (rows,)."""
+        target = result.reshape(x.shape[0], self.rows)
+        for a, b, scale in self.deltas:
+            ab = b.matmul(a.matmul(x))  # (n, rows)
+            ab *= np.float32(scale)
+            target += ab
+
+    def get_rows(self, ids: np.ndarray) -> np.ndarray:
+        raise WeightError("a LoRA adapter on an embedding matrix is not supported")
+
+    def dequantize(self) -> np.ndarray:
+        """W + sum(scale * B @ A) as float32 (rows, cols): the merged matrix (tests, merging)."""
+        w = self.base.dequantize()
+        for a, b, scale in self.deltas:
+            w += np.float32(scale) * (b.dequantize() @ a.dequantize())
+        return w
+
+
+Linear = QuantMatrix | LoraMatrix
+
+
 class MatmulGroup:
     """Several matrices taking one input (a layer's q, k and v): ``group(x)`` is
     ``[x @ W.T for W in mats]``, x (n, k) float32 -> a list of (n, d_W) arrays.
@@ -144,8 +201,9 @@ class MatmulGroup:
     (see ``QuantMatrix.matmul``). The grouping is worked out once, here.
     """
 
-    def __init__(self, mats: Sequence[QuantMatrix]) -> None:
-        self.mats = tuple(mats)
+    def __init__(self, mats: Sequence[Linear]) -> None:
+        self.mats = tuple(m.base if isinstance(m, LoraMatrix) else m for m in mats)
+        self._lora = tuple((i, m) for i, m in enumerate(mats) if isinstance(m, LoraMatrix))
         by_kind: dict[tuple[int, int], list[int]] = {}  # (kernel set, width) -> indices into mats
         for i, m in enumerate(self.mats):
             by_kind.setdefault((id(m._kernels), m.cols), []).append(i)
@@ -171,9 +229,11 @@ class MatmulGroup:
             fuse(raws, x, outs, f16_table(), 1)
             for i, out in zip(members, outs, strict=True):
                 results[i] = out
+        for i, m in self._lora:
+            m.add_deltas(x, results[i])
         return results
 
 
-def matmul_many(mats: Sequence[QuantMatrix], x: np.ndarray) -> list[np.ndarray]:
+def matmul_many(mats: Sequence[Linear], x: np.ndarray) -> list[np.ndarray]:
     """``[x @ W.T for W in mats]`` in as few kernel calls as the types allow (see ``MatmulGroup``)."""
     return MatmulGroup(mats)(x)

@@ -78,7 +78,7 @@ class Catalog:
             raise ModelNotFound(text) from None
         spec = ModelSpec(
             path=stored.model_path, name=stored.name.display(), template=stored.template, system=stored.system,
-            params=dict(stored.params), messages=stored.messages,
+            params=dict(stored.params), messages=stored.messages, adapters=tuple(stored.adapters),
         )
         return Resolved(stored.name.display(), spec, stored)
 

@@ -29,7 +29,7 @@ class StoredModel:
     engine then uses the GGUF's own chat template / no system prompt).
     ``params`` maps parameter names to typed values (``stop`` is a list).
     ``messages`` are ``{"role": ..., "content": ...}`` dicts.
-    ``adapters`` are blob paths, stored but not yet applied (no LoRA support yet).
+    ``adapters`` are the LoRA adapter blobs (ADAPTER), applied when the model loads.
     """
 
     name: ModelName

@@ -20,6 +20,7 @@ from kettle.modelfile import create_model, parse
 from kettle.store import Store
 
 from tests.modelfile.conftest import write_tiny_gguf
+from tests.models.lora.case import write_case
 from tests.store.live_server import LiveServer, blob_files, live_server
 
 
@@ -36,8 +37,9 @@ def tree(tmp_path: Path) -> dict[str, Path]:
     project, outside = tmp_path / "project", tmp_path / "outside"
     project.mkdir()
     outside.mkdir()
-    write_tiny_gguf(project / "model.gguf")
-    write_tiny_gguf(project / "lora.gguf", rows=2)
+    base, adapter = write_case(project)  # a tiny llama and a LoRA adapter that fits it
+    base.rename(project / "model.gguf")
+    adapter.rename(project / "lora.gguf")
     (project / "notes.txt").write_text("not an adapter")
     shadow = write_tiny_gguf(outside / "shadow.gguf", rows=3)  # starts with the magic: only *where* refuses it
     passwd = outside / "passwd"

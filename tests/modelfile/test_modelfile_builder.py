@@ -136,9 +136,10 @@ def test_adapter_paths_stay_inside_the_modelfile_directory(store: Store, tmp_pat
 
 
 def test_adapters_are_stored(store: Store, tmp_path: Path) -> None:
-    write_tiny_gguf(tmp_path / "model.gguf")
-    adapter = write_tiny_gguf(tmp_path / "lora.gguf", rows=2)
-    create_model(store, "withlora", "FROM model.gguf\nADAPTER lora.gguf\n", tmp_path)
+    from tests.models.lora.case import write_case
+
+    base, adapter = write_case(tmp_path)
+    create_model(store, "withlora", f"FROM {base.name}\nADAPTER {adapter.name}\n", tmp_path)
     model = store.resolve("withlora")
     assert [p.read_bytes() for p in model.adapters] == [adapter.read_bytes()]
     assert [layer.media_type for layer in model.manifest.layers] == [MediaType.MODEL, MediaType.ADAPTER]
@@ -171,8 +172,11 @@ def same_model(a, b) -> None:
 
 
 def test_show_modelfile_builds_the_same_model(store: Store, tmp_path: Path) -> None:
-    write_tiny_gguf(tmp_path / "model.gguf")
-    write_tiny_gguf(tmp_path / "lora.gguf", rows=2)
+    from tests.models.lora.case import write_case
+
+    base, adapter = write_case(tmp_path)
+    base.rename(tmp_path / "model.gguf")
+    adapter.rename(tmp_path / "lora.gguf")
     create_model(store, "rich", (
         'FROM model.gguf\nSYSTEM """Be "helpful".\n  Always."""\nPARAMETER stop "<|im_end|>"\n'
         "PARAMETER stop </s>\nPARAMETER top_p 0.95\nPARAMETER seed -1\nPARAMETER use_mmap false\n"
