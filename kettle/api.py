@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from kettle.engine.batch import BatchEngine, Chunk, Constraint
+from kettle.engine.encoding import EmbeddingOnlyEngine, EncoderRunner
 from kettle.engine.memory import check_load_fits
 from kettle.engine.runner import Runner
-from kettle.errors import ContextOverflow, GGUFError, InvalidParameter, MetadataError, TokenizerError
+from kettle.errors import CapabilityError, ContextOverflow, GGUFError, InvalidParameter, MetadataError, TokenizerError
 from kettle.gguf import GGUFFile
-from kettle.models import Transformer, load_model
+from kettle.models import Encoder, Transformer, load_model
 from kettle.models.lora import LoraAdapter, apply_adapters
 from kettle.options import LoadOptions, parse_options
 from kettle.sampling import SamplingParams
@@ -101,7 +102,7 @@ class Model:
             self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
         except TokenizerError as e:  # inconsistent tokenizer metadata is a bad file
             raise GGUFError(spec.path, f"tokenizer: {e}") from None
-        self.transformer: Transformer = load_model(self.gguf)
+        self.transformer: Transformer | Encoder = load_model(self.gguf)  # an Encoder: an embedding model
         self.adapters: list[LoraAdapter] = []
         for path in spec.adapters:
             self.adapters.append(LoraAdapter.open(path, self.gguf.architecture))
@@ -111,6 +112,21 @@ class Model:
             raise MetadataError(spec.path, "tokenizer.ggml.tokens", f"{self.tokenizer.vocab_size} tokens",
                                 f"{cfg.n_vocab}, one per row of token_embd.weight")
         n_ctx = load_options.context_length(cfg.context_length)
+        self.embedding_only = isinstance(self.transformer, Encoder)  # embeds; cannot generate
+        if self.embedding_only:
+            self.runner: Runner | EncoderRunner = EncoderRunner(
+                self.transformer, n_ctx=n_ctx, n_slots=num_parallel, n_thread=load_options.num_thread)
+            self.engine: BatchEngine | EmbeddingOnlyEngine = EmbeddingOnlyEngine(spec.name or spec.path.name)
+        else:
+            self._load_decoder(cfg, load_options, n_ctx, num_parallel)
+        self._lock = threading.Lock()  # one call at a time on this object
+        from kettle.prompt import PromptBuilder
+
+        self.prompts = PromptBuilder(self.gguf.metadata, self.tokenizer, spec)
+        self.load_duration = time.perf_counter_ns() - t0
+        self._first_call = True
+
+    def _load_decoder(self, cfg: Any, load_options: LoadOptions, n_ctx: int, num_parallel: int) -> None:
         check_load_fits(cfg, n_ctx=n_ctx, n_slots=num_parallel, n_batch=load_options.num_batch,
                         n_thread=load_options.num_thread or (os.cpu_count() or 1))  # before the KV cache exists
         self.runner = Runner(
@@ -118,12 +134,10 @@ class Model:
             n_batch=load_options.num_batch, n_thread=load_options.num_thread,
         )
         self.engine = BatchEngine(self.runner, self.tokenizer)
-        self._lock = threading.Lock()  # one call at a time on this object
-        from kettle.prompt import PromptBuilder
 
-        self.prompts = PromptBuilder(self.gguf.metadata, self.tokenizer, spec)
-        self.load_duration = time.perf_counter_ns() - t0
-        self._first_call = True
+    def _can_generate(self, what: str) -> None:
+        if self.embedding_only:
+            raise CapabilityError(f'"{self.name or self.spec.path.name}" does not support {what}')
 
     # -- tokens ---------------------------------------------------------------
 
@@ -143,6 +157,7 @@ class Model:
                  **options: Any) -> Stream:
         """Continue ``prompt`` as given (no template). Options as ollama names them;
         ``format`` is ``"json"`` or a JSON schema that the output must match."""
+        self._can_generate("generate")
         params = self._params(options)
         ids = self.tokenize(prompt, add_special=True, parse_special=True)
         return self._stream(ids, params, cancel, format)
@@ -150,11 +165,13 @@ class Model:
     def generate_ids(self, ids: Sequence[int], *, cancel: threading.Event | None = None, format: Any = None,
                      **options: Any) -> Stream:
         """Like ``generate``, from token ids (ollama's ``context``, raw mode)."""
+        self._can_generate("generate")
         return self._stream(list(ids), self._params(options), cancel, format)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, cancel: threading.Event | None = None,
              tools: Sequence[Mapping[str, Any]] | None = None, format: Any = None, **options: Any) -> Stream:
         """Render ``messages`` with the model's chat template, then generate."""
+        self._can_generate("chat")
         params = self._params(options, stops=self.prompts.stop_words)
         text = self.prompts.render_chat(messages, tools=tools)
         return self._stream(self.prompts.tokenize_prompt(text), params, cancel, format)
@@ -184,6 +201,7 @@ class Model:
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Raw logits (len(ids), n_vocab) of ``ids`` evaluated from an empty context."""
+        self._can_generate("logits")
         ids = list(ids)
         with self._lock:
             self.runner.cache.clear(0)
@@ -194,7 +212,8 @@ class Model:
                 self.runner.cache.clear(0)
 
     def embed(self, texts: str | Sequence[str], *, truncate: bool = False) -> np.ndarray:
-        """Mean-pooled final hidden states, L2-normalised: (len(texts), n_embd).
+        """L2-normalised embeddings (len(texts), n_embd): an embedding model's (``bert``,
+        ``nomic-bert``) pooled as its file says; a chat model's mean-pooled final hidden states.
 
         Texts are tokenized with special tokens added and parsed (as llama.cpp's
         embedding endpoint does). A text longer than the context is cut to fit
@@ -222,6 +241,9 @@ class Model:
                 continue
             used += len(ids)
             n = len(ids)
+            if isinstance(self.runner, EncoderRunner):
+                out[i] = self.runner.embed(ids)
+                continue
             self.runner.cache.clear(slot)
             try:
                 hidden = self.runner.forward(ids, range(n), [slot] * n, outputs=range(n), hidden=True)  # (n, n_embd)

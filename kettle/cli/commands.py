@@ -85,6 +85,15 @@ def cmd_create(args: argparse.Namespace, io: IO) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace, io: IO) -> int:
+    """A Hugging Face checkpoint folder -> GGUF (in this process; no server is involved)."""
+    from kettle.convert import convert
+
+    out = convert(args.hf_dir, args.outfile, args.outtype, progress=lambda line: io.stderr.write(f"writing {line}\n"))
+    io.stdout.write(f"{out}\n")
+    return 0
+
+
 SHOW_FIELDS = ("license", "modelfile", "parameters", "system", "template")
 
 

@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", default="Modelfile", help="name of the Modelfile (default: Modelfile)")
     p.add_argument("-q", "--quantize", default="", help="quantize the model to this level (not supported yet)")
 
+    p = command("convert", "Convert a Hugging Face checkpoint folder to GGUF", commands.cmd_convert,
+                description="Convert a Hugging Face checkpoint (config.json, *.safetensors, tokenizer files) "
+                            "to one GGUF file. Supported: BERT (BertModel, BertForMaskedLM).", epilog=" ")
+    p.add_argument("hf_dir", metavar="HF_DIR", help="the checkpoint folder")
+    p.add_argument("-o", "--outfile", default=None, metavar="OUT.gguf",
+                   help="the GGUF to write (default: HF_DIR-<TYPE>.gguf beside the folder)")
+    p.add_argument("--outtype", default="f16", choices=("f16", "bf16", "f32", "q8_0"),
+                   help="the type of the matrices (vectors stay f32; default f16)")
+
     p = command("show", "Show information for a model", commands.cmd_show)
     p.add_argument("model", metavar="MODEL")
     for name in commands.SHOW_FIELDS:

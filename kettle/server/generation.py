@@ -260,6 +260,8 @@ async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> 
     if req.load_only is LoadOnly.UNLOAD:
         state.scheduler.unload(resolved.name)
         return Prepared(req, resolved.name, None, started)
+    if "completion" not in await state.blocking(state.catalog.capabilities, resolved):
+        raise RequestError(f'"{req.model}" does not support {req.kind.value}')  # ollama's words, 400
     unregister = state.shutdown.register(state.cancel_waiter(cancel))
     try:
         lease = await state.blocking(state.scheduler.acquire, resolved.name, resolved.spec, load, req.keep_alive, cancel)

@@ -62,6 +62,7 @@ class Catalog:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._trained: dict[Path, int | None] = {}
+        self._capabilities: dict[tuple[Path, str | None], list[str]] = {}
         self._lock = threading.Lock()
 
     def check_name(self, text: str) -> None:
@@ -89,6 +90,18 @@ class Catalog:
                     value = f.get(f"{f.architecture}.context_length")
                 self._trained[path] = int(value) if isinstance(value, int) and value > 0 else None
             return self._trained[path]
+
+    def capabilities(self, resolved: Resolved) -> list[str]:
+        """What the model can do, as ``/api/show`` lists it (``capabilities_of``)."""
+        key = (resolved.spec.path, resolved.spec.template)
+        with self._lock:
+            found = self._capabilities.get(key)
+        if found is None:
+            with GGUFFile(resolved.spec.path) as f:
+                found = capabilities_of(f.metadata, template_of(f.metadata, resolved.spec))
+            with self._lock:
+                self._capabilities[key] = found
+        return list(found)
 
     def load_options(self, spec: ModelSpec, options: Mapping[str, Any] | None) -> LoadOptions:
         """The request's load-time options over the model's, fully resolved (see module doc)."""
@@ -134,11 +147,7 @@ class Catalog:
             info = {k: _plain(v, verbose) for k, v in f.metadata.items()}
             info.setdefault("general.parameter_count", int(sum(int(np.prod(t.shape)) for t in f.tensors.values())))
             template_source = template_of(f.metadata, resolved.spec)
-        capabilities = ["completion"]
-        if ".Tools" in template_source or "tools" in template_source:
-            capabilities.append("tools")
-        if ".Suffix" in template_source:
-            capabilities.append("insert")
+            capabilities = capabilities_of(f.metadata, template_source)
         return {
             "license": "\n".join(stored.license),
             "modelfile": to_modelfile(stored),
@@ -151,6 +160,24 @@ class Catalog:
             "capabilities": capabilities,
             "modified_at": rfc3339(self.store.entry(resolved.name).modified_at),
         }
+
+
+def capabilities_of(metadata: Mapping[str, Any], template_source: str) -> list[str]:
+    """ollama's capabilities of a model: ``embedding`` when the file has a
+    ``{arch}.pooling_type`` (an embedding model: nothing else), else ``completion``,
+    and from the template ``tools`` (it names tools), ``insert`` (Go's ``.Suffix``)
+    and ``thinking`` (it writes ``<think>`` and ``</think>``)."""
+    arch = metadata.get("general.architecture")
+    if metadata.get(f"{arch}.pooling_type") is not None:
+        return ["embedding"]
+    capabilities = ["completion"]
+    if ".Tools" in template_source or "tools" in template_source or "tool_call" in template_source:
+        capabilities.append("tools")
+    if ".Suffix" in template_source:
+        capabilities.append("insert")
+    if "<think>" in template_source and "</think>" in template_source:
+        capabilities.append("thinking")
+    return capabilities
 
 
 def template_of(metadata: Mapping[str, Any], spec: ModelSpec) -> str:
