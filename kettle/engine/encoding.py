@@ -19,8 +19,10 @@ from typing import Any
 import numba
 import numpy as np
 
+from kettle.engine.memory import MemoryEstimate, available_memory, check_fits
 from kettle.errors import CapabilityError, ContextOverflow, InvalidParameter
 from kettle.models import Encoder
+from kettle.models.encoder import scratch_bytes
 
 
 class EncoderRunner:
@@ -31,6 +33,9 @@ class EncoderRunner:
             raise InvalidParameter("num_ctx", n_ctx, "must be at least 1")
         self.model = model
         self.n_ctx = min(n_ctx, model.config.context_length)  # no positions beyond the trained ones
+        # one text at a time, no KV cache: the working buffers of the longest text are all it allocates
+        check_fits(MemoryEstimate(0, scratch_bytes(model.config, self.n_ctx)), available_memory(),
+                   n_ctx=self.n_ctx, n_slots=1)
         self.n_slots = n_slots  # embeddings the scheduler may run between steps (one at a time here)
         threads = n_thread if n_thread > 0 else numba.config.NUMBA_NUM_THREADS
         self.n_thread = min(threads, numba.config.NUMBA_NUM_THREADS)

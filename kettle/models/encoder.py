@@ -48,7 +48,21 @@ CORE_WEIGHTS = (
 )
 
 KEY_TOKEN_TYPE_COUNT = "tokenizer.ggml.token_type_count"
-QUERY_BLOCK = 256  # queries per attention block: bounds the scores to n_head x 256 x n floats
+QUERY_BLOCK = 256  # queries per attention block, at most
+BLOCK_FLOATS = 1 << 23  # a block's attention scores, or its rows of feed-forward activations (32 MiB)
+ACTIVATION_ROWS = 12  # (n, n_embd) float32 arrays alive at once in a layer, at most (x, q, k, v, att, ...)
+
+
+def scratch_bytes(cfg: EncoderConfig, n_ctx: int) -> int:
+    """What embedding one text of ``n_ctx`` tokens allocates, at most (the load refuses more
+    than the memory free): the per-token activations plus one block of scores and one of
+    feed-forward rows (the blocks are sized to ``BLOCK_FLOATS``, see ``_rows_per_block``)."""
+    return 4 * (ACTIVATION_ROWS * n_ctx * cfg.n_embd + 3 * BLOCK_FLOATS + 3 * cfg.n_ff + cfg.n_head * n_ctx)
+
+
+def _rows_per_block(width: int, most: int) -> int:
+    """Rows of ``width`` floats that fit in ``BLOCK_FLOATS`` (at least 1, at most ``most``)."""
+    return max(1, min(most, BLOCK_FLOATS // max(1, width)))
 
 
 class Pooling(enum.IntEnum):
@@ -230,30 +244,39 @@ class _Block:
         o += x
         x = layer_norm(o, *self.attn_norm, cfg.eps)
 
-        up = self.w_up.matmul(x)  # (n, n_ff)
-        if cfg.feed_forward is FeedForward.GELU:
+        d = np.empty_like(x)  # (n, n_embd)
+        step = _rows_per_block(2 * cfg.n_ff, n)
+        for lo in range(0, n, step):  # rows of (n, n_ff) activations a block at a time
+            d[lo:lo + step] = self._ffn(np.ascontiguousarray(x[lo:lo + step]))
+        d += x
+        return layer_norm(d, *self.out_norm, cfg.eps)
+
+    def _ffn(self, x: np.ndarray) -> np.ndarray:
+        """x (m, n_embd) -> (m, n_embd)."""
+        up = self.w_up.matmul(x)  # (m, n_ff)
+        if self.cfg.feed_forward is FeedForward.GELU:
             if self.b_up is not None:
                 up += self.b_up
             h = gelu_tanh(up)
         else:
             h = silu_mul(self.w_gate.matmul(x), up)  # silu(gate) * up
-        d = self.w_down.matmul(h)  # (n, n_embd)
+        d = self.w_down.matmul(h)  # (m, n_embd)
         if self.b_down is not None:
             d += self.b_down
-        d += x
-        return layer_norm(d, *self.out_norm, cfg.eps)
+        return d
 
 
 def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
     """Full (bidirectional) attention: q, k, v (n, H, hd) -> (n, H, hd), softmax in float32
-    over all n keys, queries in blocks of ``QUERY_BLOCK``."""
-    n = q.shape[0]
+    over all n keys, queries in blocks of at most ``QUERY_BLOCK`` (and ``BLOCK_FLOATS`` scores)."""
+    n, H = q.shape[0], q.shape[1]
+    block = _rows_per_block(H * n, QUERY_BLOCK)
     qh = np.ascontiguousarray(q.transpose(1, 0, 2))  # (H, n, hd)
     kt = np.ascontiguousarray(k.transpose(1, 2, 0))  # (H, hd, n)
     vh = np.ascontiguousarray(v.transpose(1, 0, 2))  # (H, n, hd)
     out = np.empty_like(qh)  # (H, n, hd)
-    for lo in range(0, n, QUERY_BLOCK):
-        hi = min(n, lo + QUERY_BLOCK)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
         s = np.matmul(qh[:, lo:hi], kt) * np.float32(scale)  # (H, m, n)
         s -= s.max(axis=2, keepdims=True)
         np.exp(s, out=s)

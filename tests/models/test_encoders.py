@@ -171,3 +171,27 @@ def test_loaded_model_is_an_encoder(models):
     assert isinstance(models["bert-mean"].transformer, Encoder)
     assert "arch=bert" in repr(models["bert-mean"])
 
+
+
+def test_blocked_attention_and_feed_forward_equal_whole(models, monkeypatch):
+    """Queries and feed-forward rows go in blocks sized to a memory budget; the blocks change nothing."""
+    import kettle.models.encoder as encoder
+
+    m = models["nomic-bert-mean"]
+    text = TEXTS[6]  # ~100 tokens
+    whole = m.embed(text)[0]
+    monkeypatch.setattr(encoder, "BLOCK_FLOATS", 4 * 96)  # 2 feed-forward rows, 1 query of 4 heads at a time
+    assert np.allclose(m.embed(text)[0], whole, atol=1e-6)
+
+
+def test_a_context_whose_buffers_do_not_fit_is_refused_at_load(tmp_path, monkeypatch):
+    from kettle.engine import encoding
+    from kettle.errors import InsufficientMemory
+
+    meta, tensors = encoder_parts("nomic-bert-mean")
+    meta["nomic-bert.context_length"] = 1 << 24  # rotary: no position table bounds it
+    path = write_gguf(tmp_path / "m.gguf", meta, tensors)
+    monkeypatch.setattr(encoding, "available_memory", lambda: 8 << 30)
+    with pytest.raises(InsufficientMemory, match="num_ctx=16777216"):
+        kettle.load(path, num_ctx=1 << 24)  # 12 x 2^24 x 64 floats of activations: 48 GiB
+    kettle.load(path, num_ctx=4096).close()
