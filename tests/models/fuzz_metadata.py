@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tests.gguf_factory import Typed, tiny_model_parts, tiny_vocab, write_gguf
+from tests.models.encoder_factory import N_CTX, encoder_metadata, encoder_tensors, wordpiece_tokens
 
 ARCHS = ("llama", "qwen2", "gemma3")
 QTYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0")
@@ -39,6 +40,13 @@ HP_KEYS = (
     "attention.sliding_window",
 )
 TOKENIZER_KEYS = ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id")
+ENCODER_ARCHS = ("bert", "nomic-bert")
+ENCODER_KEYS = HP_KEYS + ("pooling_type", "attention.layer_norm_epsilon", "attention.causal")
+ENCODER_TOKENIZER_KEYS = (
+    "tokenizer.ggml.token_type_count", "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.bos_token_id",
+    "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.normalizer.lowercase", "tokenizer.ggml.normalizer.strip_accents",
+)
+ENCODER_SHARE = 0.3  # of the cases
 CASE_SECONDS = 20.0  # a case that loads and runs 3 tokens takes milliseconds
 
 
@@ -89,8 +97,29 @@ def _dims(rng: random.Random, arch: str) -> dict[str, int]:
     }
 
 
+def _encoder_parts(rng: random.Random, case: int) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """(arch, description, metadata, tensors) of a valid tiny encoder, maybe with sizes that
+    agree with the tensors but not with each other."""
+    arch = rng.choice(ENCODER_ARCHS)
+    dims = None
+    if rng.random() < 0.3:
+        dims = {"n_head": rng.choice([1, 2, 3, 4, 5, 8]), "n_embd": rng.choice([24, 32, 48]),
+                "n_ff": rng.choice([16, 40]), "n_layer": rng.choice([1, 2, 3])}
+    tokens, types = wordpiece_tokens()
+    n_ctx = rng.choice([N_CTX[arch], 16, 3])
+    meta = encoder_metadata(arch, len(tokens), pooling=rng.choice([1, 2, 3]), lowercase=rng.random() < 0.5,
+                            n_ctx=n_ctx, dims=dims)
+    meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"] = tokens, types
+    tensors = encoder_tensors(arch, len(tokens), n_ctx, case, f16=rng.random() < 0.3,
+                              qkv_bias=rng.random() < 0.5, dims=dims)
+    return arch, f"{arch} dims {dims} n_ctx {n_ctx}", meta, tensors
+
+
 def make_case(rng: random.Random, case: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(description, metadata, tensors) of one fuzz case."""
+    if rng.random() < ENCODER_SHARE:
+        arch, desc, meta, tensors = _encoder_parts(rng, case)
+        return _mutate(rng, arch, [desc], meta, tensors, ENCODER_KEYS, ENCODER_TOKENIZER_KEYS)
     arch = rng.choice(ARCHS)
     mode = rng.randrange(4)
     dims = _dims(rng, arch) if mode == 0 else {}
@@ -98,9 +127,17 @@ def make_case(rng: random.Random, case: int) -> tuple[str, dict[str, Any], dict[
     qtype = "F32" if dims else rng.choice(QTYPES)
     meta, tensors = tiny_model_parts(arch, qtype, seed=case, vocab=True, **dims)
     changes: list[str] = [f"{arch} {qtype} dims {dims}" if dims else f"{arch} {qtype}"]
+    return _mutate(rng, arch, changes, meta, tensors, HP_KEYS, TOKENIZER_KEYS, mode)
+
+
+def _mutate(rng: random.Random, arch: str, changes: list[str], meta: dict[str, Any], tensors: dict[str, Any],
+            hp_keys: tuple[str, ...], tokenizer_keys: tuple[str, ...],
+            mode: int | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Change metadata values and/or tensors of a valid model (``mode``: 1 values, 2 tensors, 3 both)."""
+    mode = rng.randrange(1, 4) if mode is None else mode
     if mode == 1 or mode == 3:  # metadata values
         for _ in range(rng.choice([1, 1, 2, 3])):
-            key = (rng.choice(TOKENIZER_KEYS) if rng.random() < 0.15 else f"{arch}.{rng.choice(HP_KEYS)}")
+            key = (rng.choice(tokenizer_keys) if rng.random() < 0.15 else f"{arch}.{rng.choice(hp_keys)}")
             value = _interesting_value(rng)
             changes.append(f"{key}={getattr(value, 'value', value)!r:.60}")
             if value is None:
@@ -160,6 +197,11 @@ def run_case(path: Path) -> str:
     except KettleError as e:
         return f"refused: {type(e).__name__}: {str(e).split(': ', 1)[-1][:70]}"
     try:
+        if model.embedding_only:  # an encoder: embed (a text longer than num_ctx is cut)
+            vectors = model.embed(["hello world", "Café 中文 x" * 20], truncate=True)
+            if not np.isfinite(vectors).all():
+                raise AssertionError(f"non-finite embedding {vectors}")
+            return "ok"
         ids = model.tokenize("hello world")
         stream = model.generate_ids(ids, num_predict=3, temperature=0)
         stream.text()
