@@ -25,6 +25,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,7 @@ class GGUFFile:
         except OSError as e:
             raise GGUFError(self.path, f"cannot open: {e.strerror}") from None
         self.size = size
+        self._views: list[weakref.ref[np.ndarray]] = []  # the tensor views handed out
         self.metadata: dict[str, Any] = {}
         self.tensors: dict[str, TensorInfo] = {}
         try:
@@ -306,8 +308,11 @@ class GGUFFile:
             raise GGUFError(self.path, f"no tensor named '{name}'")
         dtype = _PLAIN_DTYPES.get(info.ggml_type)
         if dtype is not None:
-            return np.ndarray(info.shape, dtype=np.dtype(dtype), buffer=self._mmap, offset=info.offset)
-        return np.ndarray((info.n_rows, info.row_nbytes), dtype=np.uint8, buffer=self._mmap, offset=info.offset)
+            view = np.ndarray(info.shape, dtype=np.dtype(dtype), buffer=self._mmap, offset=info.offset)
+        else:
+            view = np.ndarray((info.n_rows, info.row_nbytes), dtype=np.uint8, buffer=self._mmap, offset=info.offset)
+        self._views.append(weakref.ref(view))  # ``close`` must not unmap under it
+        return view
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -320,12 +325,15 @@ class GGUFFile:
         return arch
 
     def close(self) -> None:
+        """Unmap the file, unless tensor views still live: numpy keeps only a reference to the
+        map (no buffer export), so unmapping under a live view would make reading it crash the
+        process. Then the map goes when the last view is collected (the views hold it)."""
         mm = getattr(self, "_mmap", None)
-        if mm is not None:
+        if mm is not None and not any(ref() is not None for ref in getattr(self, "_views", ())):
             try:
                 mm.close()
             except BufferError:
-                pass  # views still alive: the map closes when they are collected
+                pass  # a parse-time memoryview still alive: the map closes when it is collected
 
     def __enter__(self) -> GGUFFile:
         return self

@@ -139,3 +139,21 @@ def test_not_a_file(tmp_path):
         GGUFFile(tmp_path)
     with pytest.raises(GGUFError):
         GGUFFile(tmp_path / "missing.gguf")
+
+
+def test_close_never_unmaps_under_a_live_view(tmp_path):
+    """Reading a tensor view after ``close`` must not crash the process (numpy holds no buffer
+    export on the map): the file stays mapped until the last view is gone."""
+    import gc
+
+    from tests.gguf_factory import tiny_model
+
+    path = tiny_model(tmp_path / "m.gguf", qtype="F32")
+    with GGUFFile(path) as f:
+        view = f.tensor("output_norm.weight")[1:]
+        expected = float(np.asarray(view, dtype=np.float64).sum())
+    assert float(np.asarray(view, dtype=np.float64).sum()) == expected
+    del view
+    gc.collect()
+    f.close()
+    assert f._mmap.closed
