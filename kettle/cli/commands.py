@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -254,6 +255,11 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         raise UsageError(f"unsupported --format {args.format!r}: only 'json' is")
     with _backend() as backend:
         ensure_model(backend, model, io, words)
+        if _is_embedding_model(backend, model):  # ollama prints the embedding of the text as JSON
+            if not prompts:
+                raise UsageError(f'embedding models require input text. Usage: kettle run {model} "your text here"')
+            io.stdout.write(json.dumps(backend.embed(model, [" ".join(prompts)])[0]) + "\n")
+            return 0
         if interactive:
             backend.load(model)
             session = Session(model, format=args.format or "", verbose=args.verbose,
@@ -276,6 +282,13 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         if args.verbose:
             print_summary(reply.final, io.stderr)
     return 0
+
+
+def _is_embedding_model(backend: Backend, model: str) -> bool:
+    try:
+        return "embedding" in (backend.show(model).get("capabilities") or [])
+    except KettleError:  # a .gguf path run in-process has no store entry: a chat model is assumed
+        return False
 
 
 def _replay_messages(backend: Backend, model: str, io: IO) -> None:

@@ -27,7 +27,13 @@ import httpx
 from kettle.cli.backend import Report, ServerError
 from kettle.errors import ModelfileError
 from kettle.modelfile import Modelfile, interpret
-from kettle.modelfile.files import FROM_NOT_FOUND, open_adapter_file, open_model_file
+from kettle.modelfile.files import (
+    FROM_NOT_FOUND,
+    checkpoint_dir,
+    convert_checkpoint,
+    open_adapter_file,
+    open_model_file,
+)
 from kettle.store.manifest import is_digest, normalize_digest
 from kettle.store.names import parse_name
 
@@ -211,9 +217,10 @@ class HttpBackend:
             if is_digest(base.value):
                 body["files"] = {"model.gguf": normalize_digest(base.value)}
             else:
-                f = open_model_file(base.value, base_dir)
+                checkpoint = checkpoint_dir(base.value, base_dir)
+                f = convert_checkpoint(checkpoint, base) if checkpoint is not None else open_model_file(base.value, base_dir)
                 if f is not None:
-                    to_send.append(("files", Path(base.value).name, f))
+                    to_send.append(("files", f"{checkpoint.name}.gguf" if checkpoint is not None else Path(base.value).name, f))
                 elif parse_name(base.value).is_valid():
                     body["from"] = base.value
                 else:
@@ -254,6 +261,9 @@ class HttpBackend:
 
     def chat(self, request: dict[str, Any]) -> HttpStream:
         return self._stream("/api/chat", request)
+
+    def embed(self, model: str, inputs: list[str]) -> list[list[float]]:
+        return self._call("POST", "/api/embed", {"model": model, "input": inputs})["embeddings"]
 
     def generate(self, request: dict[str, Any]) -> HttpStream:
         return self._stream("/api/generate", request)

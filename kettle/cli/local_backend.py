@@ -188,6 +188,9 @@ class LocalBackend:
         messages.append({"role": "user", "content": request.get("prompt", "")})
         return self._stream(request, messages, chat=False)
 
+    def embed(self, model: str, inputs: list[str]) -> list[list[float]]:
+        return self.load(model).embed(inputs, truncate=True).tolist()  # /api/embed truncates by default
+
     def close(self) -> None:
         self.unload()
 

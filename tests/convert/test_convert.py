@@ -181,3 +181,24 @@ def test_a_tokenizer_that_is_not_wordpiece(minilm_dir, tmp_path):
     (ckpt / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {}, "merges": []}}))
     with pytest.raises(ConvertError, match="expected a WordPiece model"):
         convert(ckpt)
+
+
+def test_cli_convert_create_run_prints_the_embedding(minilm_dir, tmp_path):
+    """`kettle convert`, `kettle create` from the GGUF, then `kettle run` prints the embedding as
+    JSON (ollama's run of an embedding model); without a text it says what it needs."""
+    from tests.cli.conftest import make_runner
+
+    kettle_cli = make_runner(tmp_path / "store", tmp_path)
+    out = kettle_cli("convert", str(minilm_dir), "-o", "minilm.gguf")
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "Modelfile").write_text("FROM ./minilm.gguf\n")
+    assert kettle_cli("create", "all-minilm", "-f", "Modelfile").returncode == 0
+    shown = kettle_cli("show", "all-minilm")
+    assert "embedding" in shown.stdout and "completion" not in shown.stdout, shown.stdout
+    run = kettle_cli("run", "all-minilm", TEXTS[0])
+    assert run.returncode == 0, run.stderr
+    vector = np.asarray(json.loads(run.stdout))
+    ref = np.asarray(REFERENCE["embeddings"][0])
+    assert vector.shape == (384,) and float(vector @ ref / np.linalg.norm(ref)) >= 0.999
+    empty = kettle_cli("run", "all-minilm")
+    assert empty.returncode == 1 and "embedding models require input text" in empty.stderr
