@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from kettle.convert.checkpoint import Checkpoint
 from kettle.convert.writer import OutType, file_type, write_gguf
@@ -72,3 +74,19 @@ def convert(hf_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     plans = family.prepare(ckpt, writer)
     write_gguf(writer, target, plans, kind, progress)
     return target
+
+
+def convert_to_file(hf_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None,
+                    outtype: str | OutType = OutType.F16) -> BinaryIO:
+    """The checkpoint converted into a temporary GGUF at ``path`` (default: a new file in the
+    system's temporary directory), opened for reading and unlinked at once, so nothing remains
+    once it is closed (``kettle create`` with ``FROM ./hf-dir``, in-process or for a server)."""
+    if path is None:
+        fd, name = tempfile.mkstemp(suffix=".gguf")
+        os.close(fd)
+        path = name
+    try:
+        convert(hf_dir, path, outtype=outtype)
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    finally:
+        Path(path).unlink(missing_ok=True)

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from kettle.errors import GGUFError, KettleError, ModelfileError
-from kettle.modelfile.files import FROM_NOT_FOUND, model_path, open_adapter_file, open_gguf, open_model_file
+from kettle.modelfile.files import (
+    FROM_NOT_FOUND,
+    checkpoint_dir,
+    convert_checkpoint,
+    model_path,
+    open_adapter_file,
+    open_gguf,
+    open_model_file,
+)
 from kettle.modelfile.parser import Command, Instruction, Modelfile, parse
 from kettle.modelfile.spec import ModelSpec, interpret
 from kettle.store.bundled import find_bundled, params_json, pull_bundled
@@ -72,6 +80,17 @@ def _details(path: Path, command: Command) -> ModelDetails:
         raise ModelfileError(f"{command.instruction} {command.value!r}: {e.message}", command.line) from None
 
 
+def _from_checkpoint(store: Store, folder: Path, command: Command, report: Report) -> _Base:
+    """A Hugging Face checkpoint folder, converted to an F16 GGUF (``kettle convert``) to store."""
+    report(f"converting {folder.name}")
+    f = convert_checkpoint(folder, command, store.temp_path())  # a store temp name: cleanup knows it
+    try:
+        return _Base([], _details(Path(f"/proc/self/fd/{f.fileno()}"), command), source=f)
+    except BaseException:
+        f.close()
+        raise
+
+
 def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report, allow_paths: bool) -> _Base:
     arg = command.value
     if is_digest(arg):
@@ -84,6 +103,9 @@ def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report
     name = parse_name(arg)
     if name.is_valid() and store.exists(name):
         return _from_store(store.resolve(name), name)
+    checkpoint = checkpoint_dir(arg, base_dir) if allow_paths else None
+    if checkpoint is not None:
+        return _from_checkpoint(store, checkpoint, command, report)
     f = open_model_file(arg, base_dir) if allow_paths else None
     if f is not None:
         try:

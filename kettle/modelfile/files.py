@@ -6,7 +6,8 @@ both open a FROM or ADAPTER file only through these functions, before
 reading, hashing or sending a byte of it:
 
 * a FROM path is relative to the Modelfile's directory, absolute, or ``~``;
-  it must be a regular file that starts with the GGUF magic. Every way of
+  it must be a regular file that starts with the GGUF magic, or a Hugging
+  Face checkpoint folder (``checkpoint_dir``: converted first). Every way of
   not being one (missing, a directory, a device, a FIFO, a dangling link,
   a text file) looks the same to the caller (``open_model_file`` answers
   None), so an error can say nothing about which files exist.
@@ -26,7 +27,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from kettle.errors import ModelfileError
+from kettle.errors import KettleError, ModelfileError
 from kettle.gguf.constants import MAGIC
 from kettle.modelfile.parser import Command
 from kettle.store.blobs import open_regular_file
@@ -62,6 +63,27 @@ def open_model_file(arg: str, base_dir: Path) -> BinaryIO | None:
         return open_gguf(model_path(arg, base_dir))
     except (OSError, RuntimeError, ValueError):  # expanduser of an unknown ~user, NUL bytes
         return None
+
+
+def checkpoint_dir(arg: str, base_dir: Path) -> Path | None:
+    """The FROM argument as a Hugging Face checkpoint folder (one with a config.json), else None
+    (ollama's ``FROM ./safetensors-dir``; ``kettle convert`` reads it with its own bounds)."""
+    try:
+        path = model_path(arg, base_dir)
+        return path if path.is_dir() and (path / "config.json").is_file() else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def convert_checkpoint(folder: Path, command: Command, temp_path: Path | None = None) -> BinaryIO:
+    """The checkpoint ``folder`` converted to an F16 GGUF, as an open anonymous file (see
+    ``kettle.convert.convert_to_file``); ModelfileError (with the line) when it cannot be."""
+    from kettle.convert import convert_to_file
+
+    try:
+        return convert_to_file(folder, temp_path)
+    except KettleError as e:
+        raise ModelfileError(f"FROM {command.value!r}: {e}", command.line) from None
 
 
 def _real_path_of(f: BinaryIO) -> Path | None:
