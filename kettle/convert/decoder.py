@@ -105,7 +105,7 @@ def llama3_factors(rope: dict[str, Any], head_dim: int) -> np.ndarray:
     return np.array(out, dtype=np.float32)
 
 
-def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """Rows of a q or k projection from rotate-half order to interleaved pairs, per head."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
@@ -189,7 +189,7 @@ def prepare(ckpt: Checkpoint, writer: Any, family: Family) -> list[TensorPlan]:
         read = lambda hf_name=hf_name: ckpt.tensor(hf_name)  # noqa: E731
         if family.permute_qk and name.endswith(("attn_q.weight", "attn_k.weight", "attn_q.bias", "attn_k.bias")):
             heads = n_head if ".attn_q." in name else n_kv
-            read = lambda hf_name=hf_name, heads=heads: _permute(ckpt.tensor(hf_name), heads)  # noqa: E731
+            read = lambda hf_name=hf_name, heads=heads: permute(ckpt.tensor(hf_name), heads)  # noqa: E731
         plans.append(TensorPlan(name, shape, read))
     return extra + plans
 

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 from kettle.errors import GGUFError, KettleError, ModelfileError
 from kettle.modelfile.files import (
     FROM_NOT_FOUND,
+    adapter_dir,
     checkpoint_dir,
     convert_checkpoint,
     model_path,
@@ -83,7 +84,8 @@ def _details(path: Path, command: Command) -> ModelDetails:
 def _from_checkpoint(store: Store, folder: Path, command: Command, report: Report) -> _Base:
     """A Hugging Face checkpoint folder, converted to an F16 GGUF (``kettle convert``) to store."""
     report(f"converting {folder.name}")
-    f = convert_checkpoint(folder, command, store.temp_path())  # a store temp name: cleanup knows it
+    with store.writing():  # a store temp name, kept from cleanup while it is written
+        f = convert_checkpoint(folder, command, store.temp_path())
     try:
         return _Base([], _details(Path(f"/proc/self/fd/{f.fileno()}"), command), source=f)
     except BaseException:
@@ -125,8 +127,9 @@ def _from_store(stored: StoredModel, name: ModelName) -> _Base:
     return _Base(list(stored.manifest.layers), stored.details.with_parent(name.display()), dict(stored.params))
 
 
-def _adapter(store: Store, command: Command, base_dir: Path, allow_paths: bool) -> tuple[Layer | None, BinaryIO | None]:
-    """An ADAPTER as (layer of a stored blob, None) or (None, open file to store)."""
+def _adapter(store: Store, command: Command, base_dir: Path,
+             allow_paths: bool) -> tuple[Layer | None, BinaryIO | Path | None]:
+    """An ADAPTER as (layer of a stored blob, None), (None, open file to store) or (None, PEFT folder)."""
     arg = command.value
     if is_digest(arg):
         f = open_gguf(store.blob_path(arg))
@@ -136,7 +139,27 @@ def _adapter(store: Store, command: Command, base_dir: Path, allow_paths: bool) 
         return store.layer_for_blob(MediaType.ADAPTER, arg), None
     if not allow_paths:
         raise ModelfileError(SERVER_ADAPTER_NOT_FOUND, command.line)
+    folder = adapter_dir(command, base_dir)
+    if folder is not None:
+        return None, folder  # a PEFT folder: converted once the model layer is known (_write)
     return None, open_adapter_file(command, base_dir)
+
+
+def _converted_adapter(store: Store, layers: list[Layer], folder: Path, command: Command) -> Layer:
+    """A PEFT adapter folder converted to a GGUF adapter for the model layer, stored."""
+    from kettle.convert.lora import convert_adapter
+
+    model = next((layer for layer in layers if layer.media_type == MediaType.MODEL), None)
+    if model is None:
+        raise ModelfileError(f"ADAPTER {command.value}: the model has no GGUF layer to adapt", command.line)
+    tmp = store.temp_path()
+    try:
+        convert_adapter(folder, store.blob_path(model.digest), tmp)
+        return store.layer_for_blob(MediaType.ADAPTER, store.adopt_blob(tmp))
+    except KettleError as e:
+        raise ModelfileError(f"ADAPTER {command.value}: {e}", command.line) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_adapter(store: Store, layers: list[Layer], adapter: Layer, command: Command) -> None:
@@ -184,7 +207,7 @@ def create_model(
     opened: list[BinaryIO] = []
     try:
         adapters = [_adapter(store, command, base_dir, allow_paths) for command in spec.adapters]
-        opened += [f for _, f in adapters if f is not None]
+        opened += [f for _, f in adapters if f is not None and not isinstance(f, Path)]
         report("parsing modelfile")
         base = _resolve_base(store, spec.base, base_dir, report, allow_paths)
         if base.source is not None:
@@ -200,7 +223,7 @@ def _write(
     target: ModelName,
     spec: ModelSpec,
     base: _Base,
-    adapters: list[tuple[Layer | None, BinaryIO | None]],
+    adapters: list[tuple[Layer | None, BinaryIO | Path | None]],
     report: Report,
 ) -> str:
     added: list[str] = []
@@ -223,7 +246,10 @@ def _write(
                 digest = store.add_blob_stream(base.source)
                 layers = [track(store.layer_for_blob(MediaType.MODEL, digest), False)]
             for (layer, f), command in zip(adapters, spec.adapters, strict=True):
-                if f is not None:
+                if isinstance(f, Path):
+                    report(f"converting adapter {f.name}")
+                    layer = track(_converted_adapter(store, layers, f, command), False)
+                elif f is not None:
                     layer = track(store.layer_for_blob(MediaType.ADAPTER, store.add_blob_stream(f)), False)
                 _check_adapter(store, layers, layer, command)
                 layers.append(layer)

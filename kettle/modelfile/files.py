@@ -75,6 +75,22 @@ def checkpoint_dir(arg: str, base_dir: Path) -> Path | None:
         return None
 
 
+def adapter_dir(command: Command, base_dir: Path) -> Path | None:
+    """The ADAPTER argument as a PEFT adapter folder (one with an adapter_config.json) inside
+    the Modelfile's directory, else None; converted to a GGUF adapter on create."""
+    arg = command.value
+    if Path(arg).is_absolute() or arg.startswith("~"):
+        return None  # open_adapter_file says why
+    try:
+        root = base_dir.resolve()
+        full = (root / arg).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not full.is_relative_to(root) or not (full.is_dir() and (full / "adapter_config.json").is_file()):
+        return None
+    return full
+
+
 def convert_checkpoint(folder: Path, command: Command, temp_path: Path | None = None) -> BinaryIO:
     """The checkpoint ``folder`` converted to an F16 GGUF, as an open anonymous file (see
     ``kettle.convert.convert_to_file``); ModelfileError (with the line) when it cannot be."""

@@ -173,3 +173,82 @@ def test_create_from_a_checkpoint_folder(folders, tmp_path):
     with pytest.raises(ModelfileError, match="no model.safetensors") as e:
         create_model(store, "broken", "FROM ./broken\n", project)
     assert e.value.line == 1 and not store.exists("broken")
+
+
+def _peft_adapter(folder: Path, cfg_weights: dict, rank: int = 4, alpha: float = 8.0, rslora: bool = False):
+    """A PEFT LoRA folder on every projection of the checkpoint; returns (A, B) by module name."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(5)
+    pairs, tensors = {}, {}
+    for name, w in cfg_weights.items():
+        if w.ndim != 2 or not name.startswith("model.layers.") or "_proj" not in name:
+            continue
+        module = name.removesuffix(".weight")
+        a = (rng.standard_normal((rank, w.shape[1])) / np.sqrt(w.shape[1])).astype(np.float32)
+        b = (rng.standard_normal((w.shape[0], rank)) * 0.3 / np.sqrt(rank)).astype(np.float32)
+        tensors[f"base_model.model.{module}.lora_A.weight"] = a
+        tensors[f"base_model.model.{module}.lora_B.weight"] = b
+        pairs[module] = (a, b)
+    folder.mkdir(parents=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": rank, "lora_alpha": alpha, "use_rslora": rslora,
+         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}))
+    return pairs
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_peft_adapter_converted_on_create_equals_merged_weights(folders, tmp_path, rslora):
+    """ADAPTER ./peft-dir: converted for the base (llama arch: lora_b rows permuted like q/k);
+    kettle's result equals the checkpoint with the adapter merged in, converted."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from kettle.modelfile import create_model
+    from kettle.store import Store
+
+    project = tmp_path / "project"
+    base = shutil.copytree(folders["mistral"], project / "base")
+    weights = load_file(str(base / "model.safetensors"))
+    pairs = _peft_adapter(project / "lora", weights, rslora=rslora)
+    scale = 8.0 / (np.sqrt(4) if rslora else 4)
+    merged = shutil.copytree(base, tmp_path / "merged")
+    save_file({k: (v + scale * (pairs[k[:-7]][1] @ pairs[k[:-7]][0]) if k[:-7] in pairs else v).astype(np.float32)
+               for k, v in weights.items()}, str(merged / "model.safetensors"))
+    convert(base, project / "base.gguf", outtype="f32")
+    store = Store(tmp_path / "store")
+    create_model(store, "m", "FROM ./base.gguf\nADAPTER ./lora\n", project)
+    stored = store.resolve("m")
+    model = Model(ModelSpec(stored.model_path, adapters=stored.adapters), LoadOptions(num_ctx=64))
+    reference = _model(convert(merged, tmp_path / "merged.gguf", outtype="f32"))
+    try:
+        mine, ref = model.logits(IDS), reference.logits(IDS)
+    finally:
+        model.close()
+        reference.close()
+    np.testing.assert_allclose(mine, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_bad_peft_adapters_are_refused(folders, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    from kettle.modelfile import create_model
+    from kettle.store import Store
+
+    project = tmp_path / "project"
+    base = shutil.copytree(folders["qwen2"], project / "base")
+    convert(base, project / "base.gguf", outtype="f16")
+    _peft_adapter(project / "lora", load_file(str(base / "model.safetensors")))
+    cfg = json.loads((project / "lora" / "adapter_config.json").read_text())
+    store = Store(tmp_path / "store")
+    for edit, fragment in (({"r": 0}, "'r' is 0"), ({"lora_alpha": "big"}, "lora_alpha"),
+                           ({"peft_type": "IA3"}, "not LORA")):
+        (project / "lora" / "adapter_config.json").write_text(json.dumps({**cfg, **edit}))
+        with pytest.raises(ModelfileError, match=fragment) as e:
+            create_model(store, "m", "FROM ./base.gguf\nADAPTER ./lora\n", project)
+        assert e.value.line == 2 and not store.exists("m")
+    assert not [p for p in (tmp_path / "store" / "blobs").iterdir() if not p.name.startswith("sha256-")]
