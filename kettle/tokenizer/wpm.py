@@ -17,7 +17,9 @@ Each word, with ``▁`` prepended, is then cut greedily into the longest pieces 
 vocabulary holds, left to right; a word with any part that matches no piece
 becomes one ``[UNK]``. The flags come from ``tokenizer.ggml.normalizer.lowercase``
 (default false) and ``tokenizer.ggml.normalizer.strip_accents`` (default: the
-lowercase flag), as llama.cpp reads them.
+lowercase flag), as llama.cpp reads them. Each position tries only the lengths
+vocabulary entries have (entries longer than ``MAX_PIECE`` codepoints are never
+matched), so a hostile vocabulary cannot make every position try a million lengths.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from kettle.tokenizer.unicode import CpFlag, cpt_flags
 __all__ = ["WordPiece", "PHANTOM_SPACE"]
 
 PHANTOM_SPACE = "\u2581"
+MAX_PIECE = 256  # codepoints: a longer vocabulary entry is never matched (real WordPiece pieces are < 30)
 
 _DROP = CpFlag.CONTROL
+_SPACE, _SKIP, _ALONE, _APPEND = range(4)  # what preprocess does with a character
 _OWN_WORD = CpFlag.PUNCTUATION
 
 
@@ -64,35 +68,43 @@ class WordPiece:
         self.unk_id = unk_id
         self.lowercase = lowercase
         self.strip_accents = strip_accents
-        # the longest token in codepoints bounds every match
-        self.max_len = max((len(t) for t in token_to_id), default=1)
+        # the lengths a match can have, longest first: each position tries only these
+        self.lengths = sorted({len(t) for t in token_to_id if len(t) <= MAX_PIECE}, reverse=True)
+        self._seen: dict[str, tuple[int, str]] = {}  # character -> _classify(character), filled as met
+
+    def _classify(self, ch: str) -> tuple[int, str]:
+        """What ``preprocess`` does with one input character: (_SPACE | _SKIP | _ALONE | _APPEND, its text)."""
+        if self.strip_accents:
+            ch = _nfd_first(ch)
+        cp = ord(ch)
+        flags = cpt_flags(ch)
+        if flags & CpFlag.WHITESPACE:
+            return _SPACE, ""
+        if cp == 0 or cp == 0xFFFD or flags & _DROP or (self.strip_accents and flags & CpFlag.ACCENT_MARK):
+            return _SKIP, ""
+        s = _lower(ch) if self.lowercase else ch
+        if flags & _OWN_WORD or (cp < 0x7F and flags & CpFlag.SYMBOL) or _is_cjk(cp):
+            return _ALONE, s
+        return _APPEND, s
 
     def preprocess(self, text: str) -> list[str]:
         """``text`` split into words (see the module docstring)."""
         words: list[str] = []
         word: list[str] = []
+        seen = self._seen
         for ch in text:
-            if self.strip_accents:
-                ch = _nfd_first(ch)
-            cp = ord(ch)
-            flags = cpt_flags(ch)
-            if flags & CpFlag.WHITESPACE:
-                if word:
-                    words.append("".join(word))
-                    word = []
-                continue
-            if cp == 0 or cp == 0xFFFD or flags & _DROP:
-                continue
-            if self.strip_accents and flags & CpFlag.ACCENT_MARK:
-                continue
-            s = _lower(ch) if self.lowercase else ch
-            if flags & _OWN_WORD or (cp < 0x7F and flags & CpFlag.SYMBOL) or _is_cjk(cp):
-                if word:
-                    words.append("".join(word))
-                    word = []
-                words.append(s)
-            else:
+            kind_s = seen.get(ch)
+            if kind_s is None:
+                kind_s = seen[ch] = self._classify(ch)
+            kind, s = kind_s
+            if kind == _APPEND:
                 word.append(s)
+            elif kind == _SPACE or kind == _ALONE:
+                if word:
+                    words.append("".join(word))
+                    word = []
+                if kind == _ALONE:
+                    words.append(s)
         if word:
             words.append("".join(word))
         return words
@@ -106,11 +118,13 @@ class WordPiece:
             start = len(out)
             i = 0
             while i < n:
-                for j in range(min(n, i + self.max_len), i, -1):
-                    tid = lookup(w[i:j])
+                for length in self.lengths:
+                    if length > n - i:
+                        continue
+                    tid = lookup(w[i:i + length])
                     if tid is not None:
                         out.append(tid)
-                        i = j
+                        i += length
                         break
                 else:  # no piece fits here: the whole word is unknown
                     del out[start:]
