@@ -292,7 +292,7 @@ def load_vocab(meta: Mapping[str, Any]) -> Vocab:
         add_bos, add_eos, add_space_prefix, clean_spaces = True, False, False, True
     else:
         add_bos, add_eos, add_space_prefix, clean_spaces = True, False, True, False
-    lowercase = _flag(meta, KEY_LOWERCASE, False)
+    lowercase = _flag(meta, KEY_LOWERCASE, True)  # llama.cpp's default: files converted before the key lowercase
     strip_accents = _flag(meta, KEY_STRIP_ACCENTS, lowercase)
     add_space_prefix = _flag(meta, KEY_ADD_PREFIX, add_space_prefix)
     add_bos = _flag(meta, KEY_ADD_BOS, add_bos)

@@ -16,7 +16,7 @@ Text is first split into words (``preprocess``):
 Each word, with ``▁`` prepended, is then cut greedily into the longest pieces the
 vocabulary holds, left to right; a word with any part that matches no piece
 becomes one ``[UNK]``. The flags come from ``tokenizer.ggml.normalizer.lowercase``
-(default false) and ``tokenizer.ggml.normalizer.strip_accents`` (default: the
+(default true: older converters wrote no key, and their BERT vocabularies are uncased) and ``tokenizer.ggml.normalizer.strip_accents`` (default: the
 lowercase flag), as llama.cpp reads them. Each position tries only the lengths
 vocabulary entries have (entries longer than ``MAX_PIECE`` codepoints are never
 matched), so a hostile vocabulary cannot make every position try a million lengths.

@@ -49,7 +49,7 @@ def _mat(rng: np.random.Generator, rows: int, cols: int, scale: float = 1.0) -> 
     return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
 
 
-def encoder_metadata(arch: str, n_vocab: int, *, pooling: int, lowercase: bool, n_ctx: int,
+def encoder_metadata(arch: str, n_vocab: int, *, pooling: int, lowercase: bool | None, n_ctx: int,
                      dims: dict[str, int] | None = None) -> dict[str, Any]:
     d = dims or DIMS
     meta: dict[str, Any] = {
@@ -72,8 +72,9 @@ def encoder_metadata(arch: str, n_vocab: int, *, pooling: int, lowercase: bool, 
         "tokenizer.ggml.unknown_token_id": 1,
         "tokenizer.ggml.padding_token_id": 0,
         "tokenizer.ggml.mask_token_id": 4,
-        "tokenizer.ggml.normalizer.lowercase": lowercase,
     }
+    if lowercase is not None:  # None: no key (files converted before llama.cpp wrote it)
+        meta["tokenizer.ggml.normalizer.lowercase"] = lowercase
     if arch == "nomic-bert":
         meta[f"{arch}.rope.freq_base"] = 1000.0
     return meta
@@ -119,8 +120,9 @@ def encoder_tensors(arch: str, n_vocab: int, n_ctx: int, seed: int, *, f16: bool
     return t
 
 
-# name -> (arch, pooling, lowercase, f16, seed): the models the oracle covers
-MODELS: dict[str, tuple[str, int, bool, bool, int]] = {
+# name -> (arch, pooling, lowercase (None: no key), f16, seed): the models the oracle covers
+MODELS: dict[str, tuple[str, int, bool | None, bool, int]] = {
+    "bert-no-normalizer-key": ("bert", 1, None, False, 15),
     "bert-mean": ("bert", 1, True, False, 11),
     "bert-cls-f16": ("bert", 2, False, True, 12),
     "nomic-bert-mean": ("nomic-bert", 1, True, False, 13),
