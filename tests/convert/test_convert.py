@@ -202,3 +202,15 @@ def test_cli_convert_create_run_prints_the_embedding(minilm_dir, tmp_path):
     assert vector.shape == (384,) and float(vector @ ref / np.linalg.norm(ref)) >= 0.999
     empty = kettle_cli("run", "all-minilm")
     assert empty.returncode == 1 and "embedding models require input text" in empty.stderr
+
+
+def test_token_ids_equal_llama_cpp_across_scripts(converted):
+    """llama.cpp's ids on the same converted file (fixtures/minilm_llama_ids.json, from
+    make_minilm_llama_ids.py): accents, scripts, CJK, emoji, controls, random codepoints."""
+    table = json.loads((FIXTURE.parent / "minilm_llama_ids.json").read_text(encoding="utf-8"))["cases"]
+    model = kettle.load(converted["f16"])
+    try:
+        wrong = [(c["text"], model.tokenize(c["text"])) for c in table if model.tokenize(c["text"]) != c["ids"]]
+    finally:
+        model.close()
+    assert not wrong and len(table) > 200, wrong[:3]
