@@ -33,6 +33,7 @@ ARCHITECTURES: dict[str, str] = {
     "MistralForCausalLM": "kettle.convert.llama",
     "Qwen2ForCausalLM": "kettle.convert.qwen2",
     "Qwen3ForCausalLM": "kettle.convert.qwen3",
+    "Gemma3ForCausalLM": "kettle.convert.gemma3",
 }
 
 

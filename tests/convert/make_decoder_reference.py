@@ -18,7 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.convert.decoder_case import FAMILIES, HERE, IDS, REFERENCE, TEXTS, write_checkpoint
+from tests.convert.decoder_case import (
+    FAMILIES,
+    GEMMA3_IDS,
+    HERE,
+    IDS,
+    REFERENCE,
+    TEXTS,
+    write_checkpoint,
+    write_gemma3_checkpoint,
+)
 
 REGEX = {
     "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
@@ -82,6 +91,12 @@ def reference() -> None:
             for i, text in enumerate(TEXTS):
                 out[f"{family}/text{i}"] = np.array(tok.encode(text).ids, dtype=np.int64)
             print(family, logits.shape, transformers.__version__)
+        folder = write_gemma3_checkpoint(Path(d) / "gemma3")
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model.eval()
+        with torch.no_grad():
+            out["gemma3/logits"] = model(torch.tensor([GEMMA3_IDS])).logits[0].numpy().astype(np.float32)
+        print("gemma3", out["gemma3/logits"].shape)
     np.savez_compressed(REFERENCE, **out)
     print(f"wrote {REFERENCE}")
 

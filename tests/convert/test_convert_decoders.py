@@ -252,3 +252,76 @@ def test_bad_peft_adapters_are_refused(folders, tmp_path):
             create_model(store, "m", "FROM ./base.gguf\nADAPTER ./lora\n", project)
         assert e.value.line == 2 and not store.exists("m")
     assert not [p for p in (tmp_path / "store" / "blobs").iterdir() if not p.name.startswith("sha256-")]
+
+
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
+def test_gemma3_logits_match_transformers(tmp_path, outtype):
+    """Gemma 3: norms with 1 + w folded in, local sliding-window layers (window 4 < 20 tokens) and a
+    global sixth layer, a SentencePiece tokenizer.model."""
+    from tests.convert.decoder_case import GEMMA3_IDS, write_gemma3_checkpoint
+
+    out = convert(write_gemma3_checkpoint(tmp_path / "hf"), tmp_path / "m.gguf", outtype=outtype)
+    model = _model(out)
+    try:
+        mine = model.logits(GEMMA3_IDS)
+    finally:
+        model.close()
+    ref = REF["gemma3/logits"]
+    rel = np.abs(mine - ref).max(1) / np.abs(ref).max(1)
+    assert rel.max() < (1e-4 if outtype == "f32" else 0.02), rel.max()
+    assert np.mean(mine.argmax(1) == ref.argmax(1)) >= 0.95
+
+
+def test_sentencepiece_vocabulary_round_trips(tmp_path):
+    """tokenizer.model -> tokenizer.ggml.*: the same tokens, scores and types, the same ids for text as
+    a GGUF written with that vocabulary directly; special ids and the template from tokenizer_config."""
+    from tests.convert.decoder_case import spm_pieces, write_gemma3_checkpoint
+    from tests.gguf_factory import tiny_model
+
+    out = convert(write_gemma3_checkpoint(tmp_path / "hf"), tmp_path / "m.gguf", outtype="f16")
+    pieces = spm_pieces()
+    with GGUFFile(out) as f:
+        assert f.get("tokenizer.ggml.model") == "llama" and f.get("tokenizer.ggml.add_space_prefix") is False
+        assert list(f.get("tokenizer.ggml.tokens")) == [p[0] for p in pieces]
+        np.testing.assert_array_equal(f.get("tokenizer.ggml.scores"), np.array([p[1] for p in pieces], np.float32))
+        assert list(f.get("tokenizer.ggml.token_type")) == [p[2] for p in pieces]
+        assert (f.get("tokenizer.ggml.bos_token_id"), f.get("tokenizer.ggml.eos_token_id")) == (1, 2)
+        assert "<start_of_turn>" in f.get("tokenizer.chat_template")
+        assert f.get("gemma3.attention.sliding_window") == 4
+    direct = tiny_model(tmp_path / "direct.gguf", arch="gemma3", vocab=True, n_vocab=128,
+                        meta={"tokenizer.ggml.add_space_prefix": False})
+    a, b = _model(out), _model(direct)
+    try:
+        for text in ("hello world", "abc  xyz q", "zebra"):
+            assert a.tokenize(text) == b.tokenize(text)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    ({"query_pre_attn_scalar": 168}, "query_pre_attn_scalar"),
+    ({"final_logit_softcapping": 30.0}, "soft-capping"),
+    ({"sliding_window_pattern": 2}, "sliding_window_pattern"),
+    ({"rope_local_base_freq": 20000.0}, "rope base"),
+])
+def test_gemma3_configs_kettle_would_run_differently_are_refused(tmp_path, edit, fragment):
+    from tests.convert.decoder_case import write_gemma3_checkpoint
+
+    folder = write_gemma3_checkpoint(tmp_path / "hf")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **edit}))
+    with pytest.raises(ConvertError, match=fragment):
+        convert(folder, tmp_path / "m.gguf")
+
+
+def test_a_broken_tokenizer_model_is_refused(tmp_path):
+    from tests.convert.decoder_case import write_gemma3_checkpoint
+
+    folder = write_gemma3_checkpoint(tmp_path / "hf")
+    data = (folder / "tokenizer.model").read_bytes()
+    for bad, fragment in ((data[: len(data) // 2], "runs past the end|truncated"), (b"\x0f" * 64, "wire type"),
+                          (b"", "no pieces")):
+        (folder / "tokenizer.model").write_bytes(bad)
+        with pytest.raises(ConvertError, match=fragment):
+            convert(folder, tmp_path / "m.gguf")
