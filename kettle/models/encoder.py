@@ -30,6 +30,7 @@ from kettle.gguf import GGUFFile
 from kettle.models.base import W, BoundWeights
 from kettle.models.hparams import LIMITS, HParams
 from kettle.ops import RopeStyle, gelu_tanh, layer_norm, rope_inplace, rope_table, silu_mul
+from kettle.quant import MatmulGroup
 
 # The weights every encoder has; the architecture files add attention and position weights.
 CORE_WEIGHTS = (
@@ -209,6 +210,7 @@ class _Block:
         self.bqkv = w.get(p + "attn_qkv.bias")
         self.wq, self.wk, self.wv = w.get(p + "attn_q.weight"), w.get(p + "attn_k.weight"), w.get(p + "attn_v.weight")
         self.bq, self.bk, self.bv = w.get(p + "attn_q.bias"), w.get(p + "attn_k.bias"), w.get(p + "attn_v.bias")
+        self.q_k_v = MatmulGroup((self.wq, self.wk, self.wv)) if self.wqkv is None else None  # one kernel call
         self.wo, self.bo = w[p + "attn_output.weight"], w.get(p + "attn_output.bias")
         self.attn_norm = (w[p + "attn_output_norm.weight"], w[p + "attn_output_norm.bias"])
         self.w_up, self.b_up = w[p + "ffn_up.weight"], w.get(p + "ffn_up.bias")
@@ -224,7 +226,7 @@ class _Block:
                 qkv += self.bqkv
             return (np.ascontiguousarray(qkv[:, :d]), np.ascontiguousarray(qkv[:, d:2 * d]),
                     np.ascontiguousarray(qkv[:, 2 * d:]))
-        q, k, v = self.wq.matmul(x), self.wk.matmul(x), self.wv.matmul(x)  # 3 x (n, n_embd)
+        q, k, v = self.q_k_v(x)  # 3 x (n, n_embd)
         for t, b in ((q, self.bq), (k, self.bk), (v, self.bv)):
             if b is not None:
                 t += b
