@@ -43,6 +43,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_MAX_HEADER_BYTES", "65536", "largest request line and headers, in bytes (then 431)"),
         Setting("KETTLE_MAX_HEADERS", "100", "most header fields in one request (then 431)"),
         Setting("KETTLE_DEBUG", "0", "1: log requests and scheduler decisions"),
+        Setting("KETTLE_REGISTRY_PUSH", "0", "1: kettle serve accepts pushes to its registry endpoints (/v2/...)"),
+        Setting("KETTLE_STALL_TIMEOUT", "30", "seconds a pull or push waits for bytes before it retries that part"),
     )
 }
 

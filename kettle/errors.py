@@ -125,6 +125,16 @@ class StoreError(KettleError):
     """The model store could not complete an operation."""
 
 
+class RegistryError(StoreError):
+    """A registry refused a pull or push, or answered something kettle will not accept (a bad
+    digest, a size or hash that does not match, an oversized or malformed manifest, a redirect
+    or token realm kettle will not follow). ``status`` is the registry's HTTP code, when known."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class ServerBusy(KettleError):
     """The request queue is full; try again later."""
 

@@ -44,17 +44,27 @@ class IO:
 # -- models --------------------------------------------------------------------------
 
 
-def pull_with_progress(backend: Backend, model: str, io: IO) -> None:
+def pull_with_progress(backend: Backend, model: str, io: IO, insecure: bool = False) -> None:
     display = ProgressDisplay(io.stderr)
     try:
-        backend.pull(model, display)
+        backend.pull(model, display, insecure=insecure)
     finally:
         display.close()
 
 
 def cmd_pull(args: argparse.Namespace, io: IO) -> int:
     with _backend() as backend:
-        pull_with_progress(backend, args.model, io)
+        pull_with_progress(backend, args.model, io, args.insecure)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace, io: IO) -> int:
+    with _backend() as backend:
+        display = ProgressDisplay(io.stderr, verb="pushing")
+        try:
+            backend.push(args.model, display, insecure=args.insecure)
+        finally:
+            display.close()
     return 0
 
 
@@ -223,18 +233,19 @@ def split_model_and_prompt(words: list[str]) -> tuple[str, list[str]]:
     return DEFAULT_MODEL, words
 
 
-def ensure_model(backend: Backend, model: str, io: IO, prompt_words: list[str]) -> None:
-    """Pull ``model`` when the store lacks it (as ``ollama run`` does); ModelNotFound if it cannot."""
+def ensure_model(backend: Backend, model: str, io: IO, prompt_words: list[str], insecure: bool = False) -> None:
+    """Pull ``model`` when the store lacks it (as ``ollama run`` does); the registry's ModelNotFound
+    gets a hint when the model word may have been meant as a prompt."""
     if backend.exists(model):
         return
-    from kettle.store import DEFAULT_MODEL, find_bundled
+    from kettle.store import DEFAULT_MODEL
 
-    if not backend.remote and find_bundled(model) is None:
-        hint = "and kettle cannot pull it (network registries are not available yet)"
+    try:
+        pull_with_progress(backend, model, io, insecure)
+    except ModelNotFound as e:
         if not prompt_words:
-            hint += f"; to send {model!r} as a prompt to the default model: kettle run {DEFAULT_MODEL} {model}"
-        raise ModelNotFound(model, hint)
-    pull_with_progress(backend, model, io)  # a server says itself what it cannot pull
+            e.args = (f"{e}; to send {model!r} as a prompt to the default model: kettle run {DEFAULT_MODEL} {model}",)
+        raise
 
 
 def _read_stdin(io: IO) -> str | None:
@@ -254,7 +265,7 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     if args.format and args.format != "json":
         raise UsageError(f"unsupported --format {args.format!r}: only 'json' is")
     with _backend() as backend:
-        ensure_model(backend, model, io, words)
+        ensure_model(backend, model, io, words, args.insecure)
         if _is_embedding_model(backend, model):  # ollama prints the embedding of the text as JSON
             if not prompts:
                 raise UsageError(f'embedding models require input text. Usage: kettle run {model} "your text here"')

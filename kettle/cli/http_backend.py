@@ -163,8 +163,12 @@ class HttpBackend:
             raise
         return True
 
-    def pull(self, model: str, report: Report) -> None:
-        for event in self._stream("/api/pull", {"model": model}):
+    def pull(self, model: str, report: Report, *, insecure: bool = False) -> None:
+        for event in self._stream("/api/pull", {"model": model, "insecure": insecure}):
+            report(event)
+
+    def push(self, model: str, report: Report, *, insecure: bool = False) -> None:
+        for event in self._stream("/api/push", {"model": model, "insecure": insecure}):
             report(event)
 
     def copy(self, source: str, destination: str) -> None:

@@ -123,20 +123,15 @@ class LocalBackend:
         catalog = Catalog(self.store)
         return catalog.show(catalog.resolve(model), False)
 
-    def pull(self, model: str, report: Report) -> None:
-        from kettle.store import find_bundled, pull_bundled, valid_name
+    def pull(self, model: str, report: Report, *, insecure: bool = False) -> None:
+        from kettle.store.pull import pull_model
 
-        valid_name(model)  # an invalid name is reported as such, not as "cannot pull"
-        bundled = find_bundled(model)
-        digest = bundled.digest if bundled is not None else ""
+        pull_model(self.store, model, report, insecure=insecure)
 
-        def progress(status: str, completed: int, total: int) -> None:
-            event: dict[str, Any] = {"status": status}
-            if total and digest:
-                event.update(digest=digest, total=total, completed=completed)
-            report(event)
+    def push(self, model: str, report: Report, *, insecure: bool = False) -> None:
+        from kettle.store.push import push_model
 
-        pull_bundled(self.store, model, progress)
+        push_model(self.store, model, report, insecure=insecure)
 
     def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report) -> None:
         from kettle.modelfile import create_model

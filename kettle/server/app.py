@@ -32,7 +32,7 @@ from starlette.responses import Response
 
 from kettle import config
 from kettle.engine.scheduler import Scheduler
-from kettle.server import ollama_routes, openai_routes, store_routes
+from kettle.server import ollama_routes, openai_routes, registry_routes, store_routes
 from kettle.server.connections import ConnectionLimits, guarded_protocol
 from kettle.server.models import Catalog, load_model
 from kettle.server.security import Guard, bind_is_open, parse_origins
@@ -40,7 +40,7 @@ from kettle.server.state import ServerState
 from kettle.server.streaming import JSON
 from kettle.store import Store
 
-BLOB_PATHS = ("/api/blobs/",)  # uploads stream to disk: exempt from KETTLE_MAX_BODY
+BLOB_PATHS = ("/api/blobs/", "/v2/")  # uploads stream to disk: exempt from KETTLE_MAX_BODY (/v2/ bounds its manifests)
 BACKLOG = 2048
 GRACEFUL_SECONDS = 10  # after SIGTERM: how long responses in flight may take to finish
 
@@ -74,7 +74,7 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
         unlimited_paths=BLOB_PATHS, read_timeout=float(config.get_int("KETTLE_READ_TIMEOUT")),
     )
     app = Starlette(
-        routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES],
+        routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES, *registry_routes.ROUTES],
         middleware=[guard], exception_handlers={HTTPException: _http_error}, lifespan=lifespan,
     )
     app.state.kettle = state

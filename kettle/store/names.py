@@ -159,6 +159,21 @@ def parse_name(text: str) -> ModelName:
     )
 
 
+HUGGING_FACE_HOSTS = frozenset({"hf.co", "huggingface.co"})
+
+
+def is_hugging_face(name: ModelName) -> bool:
+    """``hf.co/<user>/<repo>[:<quant>]`` (or ``huggingface.co/...``): Hugging Face's registry,
+    which speaks the same protocol (the tag names the quantization, case-insensitively)."""
+    return name.host.lower() in HUGGING_FACE_HOSTS
+
+
+def scheme_of(text: str) -> str | None:
+    """The ``http`` or ``https`` a name was written with (``http://host/ns/m``), else None."""
+    head, sep, _ = text.partition("://")
+    return head.lower() if sep and head.lower() in ("http", "https") else None
+
+
 def valid_name(name: str | ModelName) -> ModelName:
     """``name`` parsed (when a string) and checked; StoreError names the problem."""
     parsed = parse_name(name) if isinstance(name, str) else name

@@ -9,6 +9,7 @@ from kettle import config
 from kettle.modelfile import interpret, parse
 
 from tests.cli.conftest import MARIO_MODELFILE, Kettle
+from tests.registry.fake_registry import FakeRegistry, Running
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -36,8 +37,14 @@ def test_pull_into_an_empty_store_then_list(fresh_kettle: Kettle) -> None:
     assert re.fullmatch(r"smollm2:135m\s+[0-9a-f]{12}\s+98 MB\s+(Less than a second|\d+ seconds?) ago", listed[1])
 
 
-def test_pull_of_an_unknown_name_says_what_can_be_pulled(fresh_kettle: Kettle) -> None:
-    assert_error(fresh_kettle("pull", "llama3"), "'llama3'", "smollm2", "gemma3:270m")
+def test_pull_of_an_unknown_name_says_the_registry_has_none(fresh_kettle: Kettle) -> None:
+    running = Running(FakeRegistry())  # a registry on 127.0.0.1 (no network in tests)
+    try:
+        name = f"{running.registry.host}/library/llama3"
+        assert_error(fresh_kettle("pull", name, "--insecure"), f"'{name}:latest' not found", "has no such model")
+        assert_error(fresh_kettle("pull", f"http://{name}"), "--insecure")
+    finally:
+        running.stop()
     assert_error(fresh_kettle("pull", "../x"), "invalid model name")
 
 
@@ -98,10 +105,15 @@ def test_create_errors_carry_the_line_and_write_nothing(kettle: Kettle, tmp_path
 
 
 def test_unknown_model_is_a_clear_error(kettle: Kettle) -> None:
-    result = kettle("run", "no-such-model", "hello there")
-    assert_error(result, "model 'no-such-model' not found", "cannot pull")
-    single = kettle("run", "hello")  # one word is a model name; the hint says how to send it as a prompt
-    assert_error(single, "model 'hello' not found", "kettle run smollm2 hello")
+    running = Running(FakeRegistry())  # `run` pulls a missing model first: from this registry
+    try:
+        host = running.registry.host
+        result = kettle("run", f"{host}/library/no-such-model", "hello there", "--insecure")
+        assert_error(result, f"model '{host}/library/no-such-model:latest' not found", "has no such model")
+        single = kettle("run", f"{host}/library/hello", "--insecure")  # the hint says how to send it as a prompt
+        assert_error(single, "not found", f"kettle run smollm2 {host}/library/hello")
+    finally:
+        running.stop()
     assert_error(kettle("show", "no-such-model"), "not found")
 
 

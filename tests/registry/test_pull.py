@@ -1,0 +1,146 @@
+"""kettle pull against a registry the test starts on 127.0.0.1: the protocol, parts, resume, progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kettle.errors import ModelNotFound, RegistryError
+from kettle.store import Store, parse_name
+from kettle.store.pull import pull_model
+from kettle.store.transfer import partial_files
+from tests.registry.conftest import MODEL_TYPE, leftovers, weights
+from tests.registry.fake_registry import TOKEN, FakeRegistry, digest_of
+
+FAST = {"stall_s": 2.0, "backoff_s": 0.01}
+
+
+def serve_model(registry: FakeRegistry, size: int = 200_000, tag: str = "latest") -> bytes:
+    data = weights(size)
+    registry.add_model("library", "tiny", tag, [(MODEL_TYPE, data), ("application/vnd.ollama.image.params", b'{"a":1}')])
+    return data
+
+
+def pull(store: Store, registry: FakeRegistry, name: str = "library/tiny", **kw: Any) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    pull_model(store, f"{registry.host}/{name}", events.append, insecure=True, **{**FAST, **kw})
+    return events
+
+
+def test_pull_stores_blobs_and_manifest_with_ollama_statuses(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry)
+    events = pull(store, registry)
+    name = parse_name(f"{registry.host}/library/tiny")
+    manifest = store.read_manifest(name)
+    assert store.blob_path(manifest.layers[0].digest).read_bytes() == data
+    statuses = [e["status"] for e in events]
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    digest = digest_of(data)
+    mine = [e for e in events if e.get("digest") == digest]
+    assert mine and mine[0]["status"] == f"pulling {digest[7:19]}" and mine[-1]["completed"] == len(data)
+    assert all(e["total"] == len(data) for e in mine)
+    get = registry.requests("GET", "/manifests/latest")[0]
+    assert get["headers"]["accept"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert leftovers(store) == sorted(leftovers(store))  # and nothing in the partial area:
+    assert not [p for p in leftovers(store) if ".kettle-partial" in p or ".kettle-tmp" in p]
+    pull(store, registry)  # a second pull fetches no blob again
+    assert len(registry.requests("GET", "/blobs/")) == len([r for r in registry.requests("GET", "/blobs/")][:3])
+
+
+def test_large_blob_comes_in_parallel_ranged_parts(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=1_000_000)
+    pull(store, registry, min_part=100_000)
+    ranges = sorted(r["headers"]["range"] for r in registry.requests("GET", f"/blobs/{digest_of(data)}"))
+    assert len(ranges) == 10 and "bytes=0-99999" in ranges and "bytes=900000-999999" in ranges
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+def test_missing_model_is_model_not_found(store: Store, registry: FakeRegistry) -> None:
+    with pytest.raises(ModelNotFound, match="has no such model"):
+        pull(store, registry, "library/absent")
+    assert leftovers(store) == []
+
+
+def test_plain_http_needs_insecure(store: Store, registry: FakeRegistry) -> None:
+    serve_model(registry)
+    with pytest.raises(RegistryError, match="--insecure"):
+        pull_model(store, f"http://{registry.host}/library/tiny")
+    with pytest.raises(RegistryError, match="cannot reach"):  # https to a plain-http server fails to connect
+        pull_model(store, f"{registry.host}/library/tiny", stall_s=2)
+    assert leftovers(store) == []
+
+
+def test_bearer_token_flow(store: Store, registry: FakeRegistry) -> None:
+    serve_model(registry)
+    registry.faults.auth = True
+    pull(store, registry)
+    assert registry.requests("GET", "/token")[0]["url"].endswith("service=fake&scope=repository%3Ax%3Apull")
+    blob_gets = registry.requests("GET", "/blobs/")
+    assert blob_gets and all(r["headers"].get("authorization") == f"Bearer {TOKEN}" for r in blob_gets)
+
+
+def test_redirect_to_another_host_drops_the_token(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry)
+    registry.faults.auth = True
+    registry.faults.redirect_to = f"http://localhost:{registry.port}/cdn/{{digest}}"
+    pull(store, registry)
+    cdn = registry.requests("GET", "/cdn/")
+    assert cdn and all("authorization" not in r["headers"] for r in cdn)
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+def test_registry_that_ignores_range_still_works(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=300_000)
+    registry.faults.ignore_range = True
+    pull(store, registry, min_part=100_000)
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+def test_cut_at_30_percent_resumes_in_the_same_pull(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=400_000)
+    registry.faults.cut_at, registry.faults.cut_times = 0.3, 1
+    pull(store, registry)
+    ranges = [r["headers"]["range"] for r in registry.requests("GET", f"/blobs/{digest_of(data)}")]
+    assert ranges[0] == "bytes=0-399999" and len(ranges) == 2
+    assert 0 < int(ranges[1][6:].split("-")[0]) <= 120_000  # resumed from what arrived before the cut
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+def test_cut_pull_resumes_in_the_next_pull(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=400_000)
+    registry.faults.cut_at, registry.faults.cut_times = 0.3, 100  # every try is cut: the pull gives up
+    with pytest.raises(RegistryError, match="run the pull again to resume"):
+        pull(store, registry)
+    name = parse_name(f"{registry.host}/library/tiny")
+    assert not store.exists(name)
+    files = partial_files(store, digest_of(data))
+    assert files.data.exists() and files.state.exists()  # kept for the next pull
+    kept = files.data.stat().st_size
+    kept = sum(p[2] for p in __import__("json").loads(files.state.read_text())["parts"])
+    assert 0 < kept <= 120_000
+    registry.faults.cut_times = 0
+    registry.log.clear()
+    pull(Store(store.root), registry)  # a new Store, as a new process opens it
+    first = registry.requests("GET", f"/blobs/{digest_of(data)}")[0]["headers"]["range"]
+    assert int(first[6:].split("-")[0]) == kept
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+    assert not files.data.exists() and not files.state.exists()
+
+
+def test_trickling_server_moves_progress(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=60_000)
+    registry.faults.trickle = (2_000, 0.02)
+    events = pull(store, registry)
+    done = [e["completed"] for e in events if e.get("digest") == digest_of(data)]
+    assert len(set(done)) >= 4 and done == sorted(done) and done[-1] == len(data)
+
+
+def test_stall_times_out_and_retries(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=200_000)
+    registry.faults.stall_once = 5.0
+    pull(store, registry, stall_s=0.5)
+    gets = registry.requests("GET", f"/blobs/{digest_of(data)}")
+    assert len(gets) == 2 and gets[1]["headers"]["range"] != "bytes=0-199999"
+    assert store.blob_path(digest_of(data)).read_bytes() == data
