@@ -15,7 +15,8 @@ missing are weighed against the free disk (``StoreFull`` before anything is fetc
 blob is downloaded into the partial area (``transfer.py``: ranged, parallel, resumable), then
 hashed and given its name, and the manifest is written last, atomically, once every blob it names
 is in the store. A refused pull removes what it fetched: no blob, no manifest, no partial file; a
-pull the network cut off keeps its partial files so the next one resumes.
+pull the network cut off (retries exhausted: ``GaveUp``) or that was interrupted (Ctrl-C, a kill)
+keeps its partial files so the next one resumes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from kettle.store.manifest import Layer, Manifest, digest_hex
 from kettle.store.names import ModelName, scheme_of, valid_name
 from kettle.store.registry import RegistryClient
 from kettle.store.store import Store
-from kettle.store.transfer import BACKOFF_S, MIN_PART_BYTES, Download, already_done, blob_lock, finish, partial_files
+from kettle.store.transfer import (
+    BACKOFF_S, MIN_PART_BYTES, Download, GaveUp, already_done, blob_lock, discard, finish, partial_files,
+)
 
 # Receives each progress object ({"status", "digest"?, "total"?, "completed"?}).
 Report = Callable[[dict[str, Any]], None]
@@ -86,9 +89,12 @@ def pull_model(store: Store, name: str, report: Report | None = None, *, insecur
                             added.append(finish(store, layer))
                 emit({"status": "writing manifest"})
                 store.write_manifest(parsed, manifest)
-        except BaseException:
+        except BaseException as e:
             if added:
                 store.prune(added)  # only those no manifest uses: a concurrent pull's are kept
+            if isinstance(e, Exception) and not isinstance(e, GaveUp):  # refused: nothing stays
+                for layer in missing:
+                    discard(store, layer.digest)
             raise
     emit({"status": "success"})
 

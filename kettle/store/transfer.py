@@ -76,6 +76,10 @@ class Refused(RegistryError):
     """The registry's answer for a blob cannot be right: the download is dropped, not retried."""
 
 
+class GaveUp(RegistryError):
+    """A part failed ``MAX_RETRIES`` times in a row: what arrived is kept, for the next pull."""
+
+
 @dataclass
 class Part:
     start: int
@@ -233,7 +237,7 @@ class Download:
                 reason = "stalled" if isinstance(e, httpx.TimeoutException) else f"was cut off ({type(e).__name__})"
             failures = 0 if part.done > before else failures + 1
             if failures >= MAX_RETRIES:
-                raise RegistryError(
+                raise GaveUp(
                     f"{self.client.where()}: part {index} of {self.digest[7:19]} {reason} {MAX_RETRIES} times in a "
                     f"row; {self._completed()} of {self.size} bytes are kept: run the pull again to resume")
             log.info("%s part %d %s; retrying", self.digest[7:19], index, reason)
@@ -333,5 +337,22 @@ def finish(store: Store, layer: Layer) -> str:
 
 
 def discard(store: Store, digest: str) -> None:
-    """Remove what a refused pull left of a blob in the partial area."""
-    partial_files(store, digest).remove()
+    """Remove what a refused pull left of a blob in the partial area (unless another process is
+    downloading that blob right now)."""
+    files = partial_files(store, digest)
+    if not files.lock.exists():
+        files.remove()
+        return
+    try:
+        fd = os.open(files.lock, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+        files.remove()
+    finally:
+        os.close(fd)
