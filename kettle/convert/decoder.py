@@ -28,7 +28,7 @@ from kettle.convert.writer import TensorPlan
 from kettle.errors import ConvertError
 
 _GLOBAL = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
-_LAYER = {
+LAYER_NAMES = {  # Hugging Face module in a layer -> GGUF name
     "input_layernorm": "attn_norm",
     "self_attn.q_proj": "attn_q",
     "self_attn.k_proj": "attn_k",
@@ -118,13 +118,13 @@ def gguf_name(hf_name: str, family: Family) -> str | None:
     if base in _GLOBAL and kind == "weight":
         return f"{_GLOBAL[base]}.weight"
     m = _LAYER_NAME.fullmatch(hf_name)
-    if m and m.group(2) in _LAYER:
+    if m and m.group(2) in LAYER_NAMES:
         module, kind = m.group(2), m.group(3)
         if (module.endswith("_norm") and "self_attn" in module) and not family.qk_norm:
             raise ConvertError(f"checkpoint tensor {hf_name!r}: q/k norms are not part of a {family.arch} model")
         if kind == "bias" and module not in family.biases:
             raise ConvertError(f"checkpoint tensor {hf_name!r}: a bias {family.arch} does not have")
-        return f"blk.{m.group(1)}.{_LAYER[module]}.{kind}"
+        return f"blk.{m.group(1)}.{LAYER_NAMES[module]}.{kind}"
     raise ConvertError(f"checkpoint tensor {hf_name!r} has no place in a {family.arch} GGUF")
 
 

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from kettle.convert.checkpoint import Checkpoint
-from kettle.convert.decoder import _float, _int, rope_params
+from kettle.convert.decoder import LAYER_NAMES, _float, _int, rope_params
 from kettle.convert.spm import spm_vocab
 from kettle.convert.writer import TensorPlan
 from kettle.errors import ConvertError
@@ -27,20 +27,12 @@ GLOBAL_EVERY = 6  # kettle/models/gemma3.py: layers 5, 11, ... attend globally
 LOCAL_ROPE_BASE = 10000.0
 
 _GLOBAL = {"model.embed_tokens": "token_embd", "model.norm": "output_norm"}
+# the Llama block's names, with Gemma's four norms per layer
 _LAYER = {
-    "input_layernorm": "attn_norm",
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "self_attn.q_norm": "attn_q_norm",
-    "self_attn.k_norm": "attn_k_norm",
+    **{k: v for k, v in LAYER_NAMES.items() if k != "post_attention_layernorm"},
     "post_attention_layernorm": "post_attention_norm",
     "pre_feedforward_layernorm": "ffn_norm",
     "post_feedforward_layernorm": "post_ffw_norm",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
 }
 _LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from kettle.convert import decoder
 from kettle.convert.checkpoint import MAX_JSON_BYTES
+from kettle.convert.writer import OutType, TensorPlan, write_gguf
 from kettle.errors import ConvertError
 from kettle.gguf import GGUFFile
 
@@ -100,6 +101,7 @@ def convert_adapter(folder: str | os.PathLike[str], base_gguf: str | os.PathLike
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
     writer.add_float32("adapter.lora.alpha", float(alpha))
+    plans = []
     for name, pair in sorted(halves.items()):
         if set(pair) != {"A", "B"}:
             raise ConvertError(f"{weights}: '{name}' has lora_{''.join(pair)} only; each weight needs A and B")
@@ -109,19 +111,8 @@ def convert_adapter(folder: str | os.PathLike[str], base_gguf: str | os.PathLike
         if family.permute_qk and name.endswith(("attn_q.weight", "attn_k.weight")):
             heads = n_head if ".attn_q." in name else n_kv
             b = decoder.permute(b, int(heads))
-        writer.add_tensor(name + ".lora_a", a)
-        writer.add_tensor(name + ".lora_b", b)
-    if not halves:
+        plans += [TensorPlan(name + ".lora_a", a.shape, lambda a=a: a), TensorPlan(name + ".lora_b", b.shape, lambda b=b: b)]
+    if not plans:
         raise ConvertError(f"{weights}: no LoRA matrices")
-    partial = out.with_name(out.name + ".partial")
-    try:
-        writer.write_header_to_file(path=partial)
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(partial, out)
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
+    write_gguf(writer, out, plans, OutType.F32)
     return out
