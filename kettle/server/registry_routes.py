@@ -34,6 +34,7 @@ from kettle.errors import DigestMismatch, ModelNotFound, StoreError, StoreFull
 from kettle.server.ollama_routes import state_of
 from kettle.store.manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Manifest, is_digest, normalize_digest
 from kettle.store.names import DEFAULT_HOST, ModelName
+from kettle.store.registry import parse_json
 from kettle.store.store import Store
 from kettle.store.transfer import PARTIAL_DIR
 
@@ -210,6 +211,7 @@ async def _put_manifest(request: Request, name: ModelName) -> Response:
             return _error(413, "MANIFEST_INVALID", f"a manifest may hold at most {MAX_MANIFEST_BYTES} bytes")
     store = _store(request)
     try:
+        parse_json(bytes(data), "the pushed manifest")  # bounded nesting first
         parsed = Manifest.from_bytes(bytes(data), "the pushed manifest")
     except StoreError as e:
         return _error(400, "MANIFEST_INVALID", str(e))

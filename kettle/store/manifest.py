@@ -135,7 +135,7 @@ class Manifest:
             raise StoreError(f"{where}: larger than {MAX_MANIFEST_BYTES} bytes")
         try:
             obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: deep nesting
             raise StoreError(f"{where}: not valid JSON ({e})") from None
         if not isinstance(obj, dict):
             raise StoreError(f"{where}: expected a JSON object")
