@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,10 +51,12 @@ def test_pull_stores_blobs_and_manifest_with_ollama_statuses(store: Store, regis
     assert all(e["total"] == len(data) for e in mine)
     get = registry.requests("GET", "/manifests/latest")[0]
     assert get["headers"]["accept"] == "application/vnd.docker.distribution.manifest.v2+json"
-    assert leftovers(store) == sorted(leftovers(store))  # and nothing in the partial area:
     assert not [p for p in leftovers(store) if ".kettle-partial" in p or ".kettle-tmp" in p]
-    pull(store, registry)  # a second pull fetches no blob again
-    assert len(registry.requests("GET", "/blobs/")) == len([r for r in registry.requests("GET", "/blobs/")][:3])
+    fetched = len(registry.requests("GET", "/blobs/"))
+    assert fetched == 3  # the weights, the params, the config
+    again = pull(store, registry)  # a second pull fetches no blob again, and reports each as complete
+    assert len(registry.requests("GET", "/blobs/")) == fetched
+    assert [e["completed"] for e in again if e.get("digest") == digest] == [len(data)]
 
 
 def test_large_blob_comes_in_parallel_ranged_parts(store: Store, registry: FakeRegistry) -> None:
@@ -118,7 +128,7 @@ def test_cut_pull_resumes_in_the_next_pull(store: Store, registry: FakeRegistry)
     files = partial_files(store, digest_of(data))
     assert files.data.exists() and files.state.exists()  # kept for the next pull
     kept = files.data.stat().st_size
-    kept = sum(p[2] for p in __import__("json").loads(files.state.read_text())["parts"])
+    kept = sum(p[2] for p in json.loads(files.state.read_text())["parts"])
     assert 0 < kept <= 120_000
     registry.faults.cut_times = 0
     registry.log.clear()
@@ -143,4 +153,63 @@ def test_stall_times_out_and_retries(store: Store, registry: FakeRegistry) -> No
     pull(store, registry, stall_s=0.5)
     gets = registry.requests("GET", f"/blobs/{digest_of(data)}")
     assert len(gets) == 2 and gets[1]["headers"]["range"] != "bytes=0-199999"
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+def test_stall_timeout_setting(store: Store, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = serve_model(registry, size=100_000)
+    registry.faults.stall_once = 30.0
+    monkeypatch.setenv("KETTLE_STALL_TIMEOUT", "1")
+    started = time.monotonic()
+    pull_model(store, f"{registry.host}/library/tiny", insecure=True, backoff_s=0.01)
+    assert time.monotonic() - started < 10
+    assert len(registry.requests("GET", f"/blobs/{digest_of(data)}")) == 2
+
+
+def test_two_pulls_of_one_model_at_once(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=300_000)
+    registry.faults.trickle = (30_000, 0.01)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pull_model(Store(store.root, cleanup=False), f"{registry.host}/library/tiny", insecure=True, **FAST)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(registry.requests("GET", f"/blobs/{digest_of(data)}")) == 1  # the second waited, then found it
+    assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+@pytest.mark.slow
+def test_kill_9_mid_pull_then_the_next_process_resumes(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=400_000)
+    registry.faults.trickle = (4_000, 0.02)  # about 2 s in all
+    name = f"{registry.host}/library/tiny"
+    env = {**os.environ, "KETTLE_MODELS": str(store.root), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "kettle", "pull", name, "--insecure"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files = partial_files(store, digest_of(data))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if files.state.exists() and sum(p[2] for p in json.loads(files.state.read_text() or "{}").get("parts", [])) > 40_000:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    kept = sum(p[2] for p in json.loads(files.state.read_text())["parts"])
+    assert 40_000 <= kept < 400_000
+    registry.faults.trickle = None
+    registry.log.clear()
+    pull_model(Store(store.root), name, insecure=True, **FAST)
+    first = registry.requests("GET", f"/blobs/{digest_of(data)}")[0]["headers"]["range"]
+    assert int(first[6:].split("-")[0]) == kept
     assert store.blob_path(digest_of(data)).read_bytes() == data
