@@ -109,9 +109,34 @@ def _load_tensor(gguf: GGUFFile, name: str) -> Any:
         from kettle.quant import dequantize
 
         return dequantize(raw.view(np.uint8).reshape(1, -1), info.ggml_type, info.shape)
-    if len(info.shape) != 2:
-        raise UnsupportedModel(f"tensor '{name}' has {len(info.shape)} dimensions; only matrices and vectors are used")
+    if len(info.shape) not in (2, 3):
+        raise UnsupportedModel(f"tensor '{name}' has {len(info.shape)} dimensions; only experts, matrices and "
+                               "vectors are used")
     raw = gguf.tensor(name)
-    if raw.dtype != np.uint8:
-        raw = raw.view(np.uint8).reshape(info.shape[0], -1)
+    rows = int(np.prod(info.shape[:-1]))
+    if raw.dtype != np.uint8 or raw.ndim != 2:
+        raw = raw.view(np.uint8).reshape(rows, -1)
+    if len(info.shape) == 3:
+        return Experts(raw, info.ggml_type, info.shape)
     return QuantMatrix(raw, info.ggml_type, info.shape)
+
+
+class Experts:
+    """A mixture-of-experts weight: ``n_expert`` matrices of (rows, cols) stored as one
+    3-D tensor (llama.cpp's ``ffn_*_exps``; math shape (n_expert, rows, cols)). Each
+    expert is a ``QuantMatrix`` over its own rows of the file: a token's forward pass
+    reads the matrices of the experts its router chose, and no others."""
+
+    def __init__(self, raw: np.ndarray, ggml_type: int, shape: tuple[int, int, int]) -> None:
+        n_expert, rows, cols = shape  # raw: (n_expert * rows, row_nbytes) uint8
+        self.shape = tuple(shape)
+        self.experts = tuple(QuantMatrix(raw[e * rows:(e + 1) * rows], ggml_type, (rows, cols))
+                             for e in range(n_expert))
+        self.ggml_type = self.experts[0].ggml_type if self.experts else GGMLType(ggml_type)
+        self.nbytes = sum(m.nbytes for m in self.experts)
+
+    def __len__(self) -> int:
+        return len(self.experts)
+
+    def __getitem__(self, e: int) -> QuantMatrix:
+        return self.experts[e]

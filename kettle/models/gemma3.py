@@ -17,11 +17,12 @@ from kettle.models.transformer import (
     CORE_WEIGHTS,
     Activation,
     LayerConfig,
+    QKNorm,
     Transformer,
     TransformerConfig,
     default_attn_scale,
 )
-from kettle.ops import RopeStyle
+from kettle.ops import Rope, RopeStyle
 
 LOCAL_ROPE_BASE = 10000.0
 GLOBAL_EVERY = 6  # layers 5, 11, 17, ... attend globally
@@ -41,9 +42,9 @@ def load(gguf: GGUFFile) -> Transformer:
     window = hp.int("attention.sliding_window", 1, LIMITS.context, 512)
     global_base = hp.rope_base(1_000_000.0)
     layers = tuple(
-        LayerConfig(window=0, rope_base=global_base)
+        LayerConfig(window=0, rope=Rope(global_base))
         if (i + 1) % GLOBAL_EVERY == 0
-        else LayerConfig(window=window, rope_base=LOCAL_ROPE_BASE)
+        else LayerConfig(window=window, rope=Rope(LOCAL_ROPE_BASE))
         for i in range(dims["n_layer"])
     )
     config = TransformerConfig(
@@ -56,7 +57,7 @@ def load(gguf: GGUFFile) -> Transformer:
         activation=Activation.GELU_TANH,
         attn_scale=default_attn_scale(dims["head_dim"]),
         embd_scale=float(dims["n_embd"]) ** 0.5,
-        qk_norm=True,
+        qk_norm=QKNorm.HEAD,
         post_norms=True,
         context_length=hp.context_length(32768),
     )

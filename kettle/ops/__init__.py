@@ -8,7 +8,7 @@ order, so a row's result never depends on which other rows share the batch
 from kettle.ops.activations import add_inplace, gelu_tanh, gelu_tanh_mul, scale_inplace, silu_mul
 from kettle.ops.attention import attention
 from kettle.ops.norm import layer_norm, rms_norm, rms_norm_heads
-from kettle.ops.rope import RopeStyle, rope_inplace, rope_table
+from kettle.ops.rope import Rope, RopeStyle, rope_inplace, rope_table
 
 __all__ = [
     "add_inplace",
@@ -18,6 +18,7 @@ __all__ = [
     "layer_norm",
     "rms_norm",
     "rms_norm_heads",
+    "Rope",
     "rope_inplace",
     "RopeStyle",
     "rope_table",

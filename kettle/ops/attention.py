@@ -87,10 +87,13 @@ def _span(pos, window):  # -> (lo, m): a query at pos attends to the cached posi
 
 
 @inline
-def _softmax(scores, scale):  # scores (m,) q.k -> exp(scale * s - max), in place; returns 1 / their sum
+def _softmax(scores, scale, softcap):  # scores (m,) q.k -> exp(scale * s - max), in place; returns 1 / their sum
+    # softcap > 0 (gemma2): each scaled score s becomes softcap * tanh(s / softcap) first
     mx = np.float32(-np.inf)
     for j in range(scores.shape[0]):
         scores[j] *= scale
+        if softcap > 0:
+            scores[j] = softcap * np.tanh(scores[j] / softcap)
         mx = max(mx, scores[j])
     for j in range(scores.shape[0]):  # vectorized (exp_f32), then summed in order
         scores[j] = exp_f32(scores[j] - mx)
@@ -107,7 +110,7 @@ def _build(salt: str = EXP_SALT):
     """The kernel; ``salt`` (a closure value) keys numba's cache on ``exp_f32``'s source."""
 
     @dual_kernel(min_parallel_rows=PARALLEL_WORK)
-    def _attention(q, k_cache, v_cache, seq_slots, positions, window, scale, out):
+    def _attention(q, k_cache, v_cache, seq_slots, positions, window, scale, softcap, out):
         # q (n, n_head, hd); k_cache, v_cache (n_slots, n_kv, n_ctx, hd); out (n, n_head, hd)
         _ = salt
         n, n_head, hd = q.shape
@@ -127,7 +130,7 @@ def _build(salt: str = EXP_SALT):
                 scores[j], scores[j + 1], scores[j + 2], scores[j + 3] = s0, s1, s2, s3
             for j in range(quads, m):
                 scores[j] = _dot(qv, keys, lo + j)
-            inv = _softmax(scores, scale)
+            inv = _softmax(scores, scale, softcap)
             res = np.zeros(hd, dtype=np.float32)  # a local accumulator: no aliasing with the cache
             for j in range(0, quads, 4):  # four value rows per pass over res
                 w0, w1, w2, w3 = scores[j] * inv, scores[j + 1] * inv, scores[j + 2] * inv, scores[j + 3] * inv
@@ -151,7 +154,7 @@ def _build_grouped(salt: str = EXP_SALT):
     """The kernel for kv heads shared by 3 or more query heads; ``salt`` as in ``_build``."""
 
     @dual_kernel(min_parallel_rows=PARALLEL_WORK)
-    def _attention_grouped(q, k_cache, v_cache, seq_slots, positions, window, scale, out):
+    def _attention_grouped(q, k_cache, v_cache, seq_slots, positions, window, scale, softcap, out):
         # q (n, n_head, hd); caches (n_slots, n_kv, n_ctx, hd); out (n, n_head, hd).
         # One task per (token, four heads of one kv head): each key and value row
         # read once for the four; a group of 3 repeats its last head.
@@ -183,7 +186,7 @@ def _build_grouped(salt: str = EXP_SALT):
                 sc[0, j], sc[1, j], sc[2, j], sc[3, j] = _dots4(qt, h0, h1, h2, h3, keys, lo + j)
             inv = np.empty(4, dtype=np.float32)
             for a in range(4):
-                inv[a] = _softmax(sc[a], scale)
+                inv[a] = _softmax(sc[a], scale, softcap)
             r0 = np.zeros(hd, dtype=np.float32)  # the four heads' outputs
             r1 = np.zeros(hd, dtype=np.float32)
             r2 = np.zeros(hd, dtype=np.float32)
@@ -229,8 +232,10 @@ def attention(
     window: int,
     scale: float,
     out: np.ndarray,
+    softcap: float = 0.0,
 ) -> np.ndarray:
     """q (n, n_head, hd) -> out (n, n_head, hd); caches (n_slots, n_kv, n_ctx, hd).
+    ``softcap`` > 0 caps each scaled score at +-softcap by tanh (gemma2); 0 is off.
 
     The kernels check no bounds: the sizes they index by are checked here, against
     each other (slots and positions against the cache are the runner's check).
@@ -247,5 +252,6 @@ def attention(
     if window > 0:
         keys = min(keys, window)
     run = _attention_grouped if n_head // k_cache.shape[1] >= GROUPED_FROM else _attention
-    run(n * n_head * hd * keys, q, k_cache, v_cache, seq_slots, positions, window, np.float32(scale), out)
+    run(n * n_head * hd * keys, q, k_cache, v_cache, seq_slots, positions, window, np.float32(scale),
+        np.float32(softcap), out)
     return out
