@@ -92,7 +92,7 @@ def test_langchain_chroma_rag_example(server: Server) -> None:
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "rag_langchain_chroma.py"),
                            "Which planet is called the red planet?"],
                           capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:] + "\n--- server log ---\n" + server.tail()[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("retrieved: mars: "), proc.stdout
     assert lines[1].startswith("answer: ") and "mars" in lines[1].lower(), proc.stdout
