@@ -17,6 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import smollm2_file
+from tests.registry.fake_registry import FakeRegistry, Running
 from tests.server.conftest import GREEDY, MODEL, Server
 
 pytestmark = pytest.mark.slow
@@ -132,9 +133,19 @@ def test_ollama_pull_create_copy_delete(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as err:
         client.delete("terse")
     assert err.value.status_code == 404
-    with pytest.raises(ollama.ResponseError) as err:
-        client.pull("no-such-model")
-    assert err.value.status_code == 404
+    running = Running(FakeRegistry())  # a registry on 127.0.0.1: the tests reach no network
+    try:
+        host = running.registry.host
+        running.registry.add_model("library", "tiny", "latest", [("application/vnd.ollama.image.model", b"w" * 5000)])
+        pulled = [p for p in client.pull(f"{host}/library/tiny", insecure=True, stream=True)]
+        assert pulled[-1].status == "success" and any(p.total == 5000 and p.completed == 5000 for p in pulled)
+        assert f"{host}/library/tiny:latest" in {m.model for m in client.list().models}
+        client.delete(f"{host}/library/tiny")
+        with pytest.raises(ollama.ResponseError) as err:
+            client.pull(f"{host}/library/no-such-model", insecure=True)
+        assert err.value.status_code == 404
+    finally:
+        running.stop()
 
 
 # -- LangChain -------------------------------------------------------------------------
