@@ -16,6 +16,7 @@ import pytest
 from kettle.cli.backend import probe
 
 from tests.cli.conftest import RUN_TIMEOUT_S, cli_env, unused_port
+from tests.registry.fake_registry import FakeRegistry, Running
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +66,14 @@ def test_models_commands_over_http(server_env: dict[str, str], tmp_path: Path, s
     assert removed.stdout == "deleted 'uploaded'\ndeleted 'uploaded-2'\n"
     missing = remote(server_env, tmp_path, "rm", "uploaded")
     assert missing.returncode == 1 and "not found" in missing.stderr and "Traceback" not in missing.stderr
-    pulled = remote(server_env, tmp_path, "pull", "llama3")
-    assert pulled.returncode == 1 and pulled.stderr.startswith("Error: ") and "smollm2" in pulled.stderr
+    running = Running(FakeRegistry())  # the server pulls from a registry on 127.0.0.1, never the network
+    try:
+        name = f"{running.registry.host}/library/llama3"
+        pulled = remote(server_env, tmp_path, "pull", name, "--insecure")
+        last = pulled.stderr.splitlines()[-1]
+        assert pulled.returncode == 1 and last.startswith("Error: ") and "not found" in last, pulled.stderr
+    finally:
+        running.stop()
 
 
 def test_run_ps_and_stop_over_http(server_env: dict[str, str], tmp_path: Path, kettle) -> None:
