@@ -23,7 +23,6 @@ hash is not its digest never gets the blob's name.
 
 from __future__ import annotations
 
-from contextlib import closing
 
 import contextlib
 import json
@@ -178,6 +177,7 @@ class Download:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._parts: list[Part] = []
+        self._open: set[httpx.Response] = set()  # closed on a stop, so blocked reads end at once
         self._last_state = self._last_report = 0.0
 
     def run(self) -> None:
@@ -216,11 +216,11 @@ class Download:
             wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
             if failed is not None:
-                self._stop.set()
+                self._halt()
                 wait(futures)
                 raise failed
         except BaseException:
-            self._stop.set()
+            self._halt()
             raise
         finally:
             pool.shutdown(wait=True)
@@ -243,39 +243,64 @@ class Download:
             log.info("%s part %d %s; retrying", self.digest[7:19], index, reason)
             self._stop.wait(min(self.backoff_s * 2 ** max(failures - 1, 0), BACKOFF_MAX_S))
 
+    def _halt(self) -> None:
+        """Stop every part (Ctrl-C, or another part failed): no thread waits out a stall."""
+        self._stop.set()
+        with self._lock:
+            responses = list(self._open)
+        for resp in responses:
+            with contextlib.suppress(Exception):
+                resp.close()
+
     def _refuse(self, message: str) -> Refused:
         self._stop.set()
         return Refused(f"{self.client.where()}: blob {self.digest}: {message}")
 
     def _fetch(self, fd: int, part: Part) -> None:
         start = part.start + part.done
-        with closing(self.client.open_blob(self.digest, start, part.end - 1)) as resp:
-            skip = 0
-            if resp.status_code == 206:
-                m = _CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
-                if m is None or int(m.group(1)) != start:
-                    raise self._refuse(f"answered bytes {resp.headers.get('content-range', '(none)')!r}, "
-                                       f"not the range from {start} it was asked for")
-                if m.group(3) != "*" and int(m.group(3)) != self.size:
-                    raise self._refuse(f"the registry says it has {m.group(3)} bytes, the manifest says {self.size}")
-            elif resp.status_code == 200:  # the registry ignored Range: the whole blob comes
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and "content-encoding" not in resp.headers and int(declared) != self.size:
-                    raise self._refuse(f"the registry sends {declared} bytes, the manifest says {self.size}")
-                skip = start
-            elif resp.status_code == 416:
-                raise self._refuse(f"the registry cannot serve bytes from {start}: the blob is smaller than "
-                                   f"the {self.size} bytes the manifest says")
-            elif resp.status_code >= 500 or resp.status_code == 429:
-                resp.read()
-                raise _Cut(f"status {resp.status_code}")
-            else:
-                error = self.client.error_of(resp, f"pulling blob {self.digest}")
-                self._stop.set()
-                raise Refused(str(error), error.status)
-            self._copy(fd, part, resp, skip, whole=resp.status_code == 200)
-        if part.done < part.length:
+        resp = self.client.open_blob(self.digest, start, part.end - 1)
+        with self._lock:
+            self._open.add(resp)
+        if self._stop.is_set():  # halted while this request was being sent
+            resp.close()
+        try:
+            self._read(fd, part, start, resp)
+        except Exception as e:
+            if self._stop.is_set() and not isinstance(e, RegistryError):
+                return  # this part's response was closed by _halt: the error that halted it is raised
+            raise
+        finally:
+            with self._lock:
+                self._open.discard(resp)
+            resp.close()
+        if part.done < part.length and not self._stop.is_set():
             raise _Cut("the response ended early")
+
+    def _read(self, fd: int, part: Part, start: int, resp: httpx.Response) -> None:
+        skip = 0
+        if resp.status_code == 206:
+            m = _CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
+            if m is None or int(m.group(1)) != start:
+                raise self._refuse(f"answered bytes {resp.headers.get('content-range', '(none)')!r}, "
+                                   f"not the range from {start} it was asked for")
+            if m.group(3) != "*" and int(m.group(3)) != self.size:
+                raise self._refuse(f"the registry says it has {m.group(3)} bytes, the manifest says {self.size}")
+        elif resp.status_code == 200:  # the registry ignored Range: the whole blob comes
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and "content-encoding" not in resp.headers and int(declared) != self.size:
+                raise self._refuse(f"the registry sends {declared} bytes, the manifest says {self.size}")
+            skip = start
+        elif resp.status_code == 416:
+            raise self._refuse(f"the registry cannot serve bytes from {start}: the blob is smaller than "
+                               f"the {self.size} bytes the manifest says")
+        elif resp.status_code >= 500 or resp.status_code == 429:
+            resp.read()
+            raise _Cut(f"status {resp.status_code}")
+        else:
+            error = self.client.error_of(resp, f"pulling blob {self.digest}")
+            self._stop.set()
+            raise Refused(str(error), error.status)
+        self._copy(fd, part, resp, skip, whole=resp.status_code == 200)
 
     def _copy(self, fd: int, part: Part, resp: httpx.Response, skip: int, whole: bool) -> None:
         for chunk in resp.iter_bytes():  # as they arrive (a size would buffer a trickle)
