@@ -1,4 +1,5 @@
-"""The model store: names, content-addressed blobs, manifests, bundled models.
+"""The model store: names, content-addressed blobs, manifests, bundled models, and the registry
+client that pulls and pushes them (``pull_model``, ``push_model``).
 
 Laid out on disk as ollama lays out ``~/.ollama/models`` (see ``store.py``).
 """
@@ -10,6 +11,8 @@ from kettle.store.details import ModelDetails
 from kettle.store.manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Layer, Manifest, MediaType, normalize_digest
 from kettle.store.model import StoredModel
 from kettle.store.names import DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelName, parse_name, valid_name
+from kettle.store.pull import pull_model
+from kettle.store.push import push_model
 from kettle.store.store import CleanupReport, ModelEntry, Store
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "normalize_digest",
     "parse_name",
     "pull_bundled",
+    "pull_model",
+    "push_model",
     "resolve_model",
     "valid_name",
 ]
