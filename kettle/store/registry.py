@@ -20,8 +20,9 @@ Redirects (registries send blobs to a CDN) are followed here, not by httpx: at m
 ``MAX_REDIRECTS``, only to http or https (never ``file://`` or another scheme), never from https
 down to http unless insecure, and without the ``Authorization`` header once they leave the
 registry's host. Every answer is bounded before it is read: manifests (``MAX_MANIFEST_BYTES``,
-nesting ``MAX_JSON_DEPTH``), token and error bodies; sizes are counted on the decoded bytes, so a
-gzip bomb stops at the bound.
+nesting ``MAX_JSON_DEPTH``), token and error bodies; a compressed body is inflated here, never past
+its bound, so a gzip bomb stops there. Blobs are asked for uncompressed (``Accept-Encoding:
+identity``), and one sent compressed all the same is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -299,18 +301,40 @@ def _error_message(data: bytes) -> str:
     return _shown(data.decode("utf-8", "replace"))
 
 
+def _decoder(resp: httpx.Response, where: str) -> Any:
+    """A zlib decompressor for the body's Content-Encoding (None: identity); others are refused."""
+    encoding = resp.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise RegistryError(f"{where}: unsupported Content-Encoding {_shown(encoding)!r}")
+
+
 def read_limited(resp: httpx.Response, limit: int, where: str, *, truncate: bool = False) -> bytes:
     """At most ``limit`` decoded bytes of a streamed body. Larger: RegistryError (or the first
-    ``limit`` bytes with ``truncate``). A declared ``Content-Length`` over the limit is refused unread."""
+    ``limit`` bytes with ``truncate``). A declared ``Content-Length`` over the limit is refused
+    unread; a compressed body is inflated here, never past the limit (a gzip bomb stops there)."""
+    decoder = _decoder(resp, where)
     declared = resp.headers.get("content-length", "")
-    if not truncate and declared.isdigit() and int(declared) > limit and "content-encoding" not in resp.headers:
+    if not truncate and decoder is None and declared.isdigit() and int(declared) > limit:
         raise RegistryError(f"{where}: {int(declared)} bytes, more than the {limit} kettle accepts")
     out = bytearray()
-    for chunk in resp.iter_bytes():
-        out += chunk
-        if len(out) > limit:
-            if truncate:
-                return bytes(out[:limit])
-            raise RegistryError(f"{where}: more than the {limit} bytes kettle accepts")
+    try:
+        for raw in resp.iter_raw():
+            if decoder is None:
+                out += raw
+            else:
+                out += decoder.decompress(raw, limit + 1 - len(out))
+                if decoder.unconsumed_tail:  # more output than the room left
+                    out += b"\0"
+            if len(out) > limit:
+                if truncate:
+                    return bytes(out[:limit])
+                raise RegistryError(f"{where}: more than the {limit} bytes kettle accepts")
+    except zlib.error as e:
+        raise RegistryError(f"{where}: the compressed body is corrupt ({e})") from None
     return bytes(out)
 

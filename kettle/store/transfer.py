@@ -278,6 +278,9 @@ class Download:
 
     def _read(self, fd: int, part: Part, start: int, resp: httpx.Response) -> None:
         skip = 0
+        encoding = resp.headers.get("content-encoding", "").strip().lower()
+        if resp.status_code in (200, 206) and encoding not in ("", "identity"):
+            raise self._refuse(f"sent with Content-Encoding {encoding[:40]!r} although kettle asked for identity")
         if resp.status_code == 206:
             m = _CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
             if m is None or int(m.group(1)) != start:
@@ -287,7 +290,7 @@ class Download:
                 raise self._refuse(f"the registry says it has {m.group(3)} bytes, the manifest says {self.size}")
         elif resp.status_code == 200:  # the registry ignored Range: the whole blob comes
             declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and "content-encoding" not in resp.headers and int(declared) != self.size:
+            if declared.isdigit() and int(declared) != self.size:
                 raise self._refuse(f"the registry sends {declared} bytes, the manifest says {self.size}")
             skip = start
         elif resp.status_code == 416:

@@ -53,6 +53,7 @@ class Faults:
     trickle: tuple[int, float] | None = None  # (bytes, seconds): send the blob slowly
     stall_once: float = 0.0  # the first blob response sends half, then hangs for this long
     ignore_range: bool = False  # answer 200 with the whole blob
+    gzip_blob: bool = False  # the blob gzip-encoded although the client asked for identity
 
 
 @dataclass
@@ -143,6 +144,8 @@ class FakeRegistry:
                 return Response(status_code=307, headers={"Location": str(request.url)})
             if f.redirect_to is not None and "/cdn/" not in request.url.path:
                 return Response(status_code=307, headers={"Location": f.redirect_to.replace("{digest}", digest)})
+            if f.gzip_blob:
+                return Response(gzip.compress(data), headers={"Content-Encoding": "gzip"})
             if f.corrupt_blob:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             data = data + b"x" * f.extra_bytes

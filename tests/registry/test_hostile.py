@@ -84,6 +84,13 @@ def test_gzip_bomb_manifest(store: Store, registry: FakeRegistry) -> None:
     refused(store, registry, RegistryError, "more than the 1048576 bytes")
 
 
+def test_gzip_encoded_blob(store: Store, registry: FakeRegistry) -> None:
+    model(registry)
+    registry.faults.gzip_blob = True
+    refused(store, registry, RegistryError, "Content-Encoding 'gzip'")
+    assert all(r["headers"]["accept-encoding"] == "identity" for r in registry.requests("GET", "/blobs/"))
+
+
 def test_deeply_nested_manifest(store: Store, registry: FakeRegistry) -> None:
     registry.faults.manifest_body = b"[" * 200_000 + b"]" * 200_000
     refused(store, registry, RegistryError, "nested deeper than")
