@@ -36,8 +36,8 @@ def _model(path: Path) -> Model:
     return Model(ModelSpec(path), LoadOptions(num_ctx=64))
 
 
-# until kettle applies rope_freqs (Llama 3.1 rope scaling) and runs qwen3
-PENDING = {"llama": "rope_freqs.weight is not applied yet", "qwen3": "no qwen3 architecture yet"}
+# every family runs (rope_freqs, Llama 3.1's rope scaling, and qwen3 included)
+PENDING: dict[str, str] = {}
 RUNNABLE = [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=PENDING[f])) if f in PENDING else f
             for f in FAMILIES]
 

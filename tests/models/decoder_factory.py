@@ -38,7 +38,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
         "attention.sliding_window": 8, "attn_logit_softcapping": 4.0, "final_logit_softcapping": 2.0}}),
     "phi3": ("phi3", {"fused": True, "longrope": True, "n_rot": 12, "meta": {
         "rope.scaling.original_context_length": 32, "rope.scaling.attn_factor": 1.19}}),
-    "phi3-short": ("phi3", {"fused": True, "longrope": True, "n_rot": 12, "meta": {
+    "phi3-short": ("phi3", {"fused": True, "longrope": True, "n_rot": 12, "biases": True, "meta": {
         "rope.scaling.original_context_length": 256, "rope.scaling.attn_factor": 1.19}}),
     "phi3-split": ("phi3", {"meta": {}}),
     "granite": ("granite", {"rope_freqs": True, "biases": True, "meta": {

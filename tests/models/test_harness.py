@@ -16,9 +16,12 @@ from kettle.gguf import GGUFFile
 from kettle.models import load_model
 from kettle.quant import GGMLType, select
 from tests.gguf_factory import tiny_model
+from tests.models.decoder_factory import MODELS, tiny_decoder
 from tests.models.reference import reference_logits
 
 CASES = [("llama", "Q8_0"), ("llama", "Q4_1"), ("qwen2", "Q4_0"), ("gemma3", "Q8_0"), ("gemma3", "Q4_K"), ("llama", "Q6_K")]
+# every decoder_factory case (each architecture and rope/window/expert variant): its own weights
+CASES += [(name, "factory") for name in MODELS]
 # K-quant rows are whole 256-element super-blocks: those models get wider dims.
 K_QUANT_DIMS = {"n_embd": 256, "n_ff": 256, "n_head": 4, "n_kv_head": 2, "head_dim": 64}
 
@@ -27,7 +30,10 @@ K_QUANT_DIMS = {"n_embd": 256, "n_ff": 256, "n_head": 4, "n_kv_head": 2, "head_d
 def model(request, tmp_path_factory):
     arch, qtype = request.param
     dims = K_QUANT_DIMS if qtype.endswith("_K") else {}
-    path = tiny_model(tmp_path_factory.mktemp(arch) / "m.gguf", arch=arch, qtype=qtype, **dims)
+    if qtype == "factory":
+        path = tiny_decoder(tmp_path_factory.mktemp(arch) / "m.gguf", arch)
+    else:
+        path = tiny_model(tmp_path_factory.mktemp(arch) / "m.gguf", arch=arch, qtype=qtype, **dims)
     f = GGUFFile(path)
     yield load_model(f)
 
@@ -53,7 +59,8 @@ def test_matches_numpy_reference(model, request):
     want = reference_logits(model, ids)
     err = np.abs(got - want).max() / (np.abs(want).max() + 1e-6)
     # SIMD kernels quantize activations to int8 blocks (as llama.cpp does): about 1e-2 on these random models.
-    qtype = GGMLType[request.node.callspec.params["model"][1]]
+    name = request.node.callspec.params["model"][1]
+    qtype = GGMLType.F32 if name == "factory" else GGMLType[name]
     assert err < (2e-3 if select(qtype).name == "portable" else 6e-2), err
 
 

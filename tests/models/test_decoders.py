@@ -1,0 +1,156 @@
+"""What the decoder architectures promise beyond agreeing with llama.cpp:
+
+- every weight an architecture declares is read by its computation (perturb one
+  tensor of the file: the logits change);
+- a mixture of experts reads the matrices of the experts its router chose and
+  no others (an unchosen expert filled with NaN changes nothing);
+- rope: the factors, YaRN and LongRoPE do what llama.cpp's ggml_rope_ext does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kettle.engine.runner import Runner
+from kettle.gguf import GGUFFile
+from kettle.models import load_model
+from kettle.models.transformer import ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT, ROPE_FREQS
+from kettle.ops import Rope, rope_table
+from tests.gguf_factory import write_gguf
+from tests.models.decoder_factory import MODELS, _weight_specs, decoder_parts
+
+IDS = [5, 17, 33, 8, 71, 44, 20, 9, 63, 12, 90, 41]
+PERTURBED = [name for name, (_, opts) in MODELS.items() if not opts.get("qtype")]
+
+
+def _logits(path: Path, n_ctx: int, ids: list[int] = IDS) -> np.ndarray:
+    with GGUFFile(path) as f:
+        model = load_model(f)
+        n = len(ids)
+        return Runner(model, n_ctx=n_ctx).forward(ids, range(n), [0] * n, outputs=range(n))
+
+
+def _both_contexts(path: Path) -> np.ndarray:
+    # a short and a long context: LongRoPE reads its short factors in one, its long ones in the other
+    return np.concatenate([_logits(path, 16), _logits(path, 512)])
+
+
+@pytest.mark.parametrize("name", PERTURBED)
+def test_every_tensor_in_the_file_is_read(name, tmp_path):
+    meta, tensors = decoder_parts(name)
+    base = _both_contexts(write_gguf(tmp_path / "base.gguf", meta, tensors))
+    rng = np.random.default_rng(0)
+    checked = [t for t in tensors if not t.startswith("blk.") or t.startswith("blk.0.")]
+    for tname in checked:
+        original = tensors[tname]
+        changed = original * (1.5 + rng.random(original.shape).astype(np.float32))  # every element moves
+        path = write_gguf(tmp_path / "p.gguf", meta, {**tensors, tname: changed.astype(np.float32)})
+        diff = np.abs(_both_contexts(path) - base).max()
+        assert diff > 1e-4, f"{name}: changing '{tname}' changed nothing: the weight is not read"
+
+
+def test_the_models_hold_every_declared_weight():
+    """Each weight any architecture declares is in some factory model, so the test above reads it."""
+    written = set()
+    declared = {ROPE_FREQS, ROPE_FACTORS_SHORT, ROPE_FACTORS_LONG}
+    for name in PERTURBED:
+        arch, opts = MODELS[name]
+        written |= {t.replace("blk.0.", "blk.{i}.") for t in decoder_parts(name)[1] if not t.startswith("blk.1")}
+        declared |= {w.name for w in _weight_specs(arch, opts)}
+    from kettle.models import phi3
+
+    declared |= {w.name for w in phi3.FUSED_QKV}
+    assert declared - written == set()
+
+
+class _Spy:
+    """Records which expert's matrices were used."""
+
+    def __init__(self, inner, e: int, log: set[int]) -> None:
+        self.inner, self.e, self.log = inner, e, log
+
+    def __call__(self, x):
+        self.log.add(self.e)
+        return self.inner(x)
+
+    def matmul(self, x):
+        self.log.add(self.e)
+        return self.inner.matmul(x)
+
+
+def _spy_on_experts(model):
+    used, chosen = [], []
+    for block in model.blocks:
+        ffn = block.ffn
+        log: set[int] = set()
+        picks: set[int] = set()
+        ffn.gate_up = [_Spy(g, e, log) for e, g in enumerate(ffn.gate_up)]
+        ffn.down = [_Spy(d, e, log) for e, d in enumerate(ffn.down.experts)]
+        route = ffn.route
+
+        def recording_route(h, route=route, picks=picks):
+            c, w = route(h)
+            picks.update(c.ravel().tolist())
+            return c, w
+
+        ffn.route = recording_route
+        used.append(log)
+        chosen.append(picks)
+    return used, chosen
+
+
+@pytest.mark.parametrize("name", ["qwen3moe", "qwen2moe", "mixtral"])
+def test_only_the_chosen_experts_are_read(name, tmp_path):
+    meta, tensors = decoder_parts(name)
+    path = write_gguf(tmp_path / "m.gguf", meta, tensors)
+    ids = IDS[:1]  # one token: expert_used_count of the experts, per layer
+    with GGUFFile(path) as f:
+        model = load_model(f)
+        used, chosen = _spy_on_experts(model)
+        want = Runner(model, n_ctx=16).forward(ids, [0], [0])
+    n_expert, k = model.config.moe.n_expert, model.config.moe.n_expert_used
+    for layer_used, layer_chosen in zip(used, chosen):
+        assert layer_used == layer_chosen and len(layer_used) == k < n_expert
+    # An expert no token chose may hold anything: NaN in all its matrices changes no logit.
+    poisoned = dict(tensors)
+    for i, layer_used in enumerate(used):
+        for m in ("gate", "up", "down"):
+            t = poisoned[f"blk.{i}.ffn_{m}_exps.weight"].copy()
+            for e in set(range(n_expert)) - layer_used:
+                t[e] = np.nan
+            poisoned[f"blk.{i}.ffn_{m}_exps.weight"] = t
+    got = _logits(write_gguf(tmp_path / "nan.gguf", meta, poisoned), 16, ids)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rope_factors_divide_the_frequencies():
+    pos = np.arange(5, dtype=np.int32)
+    factors = np.array([1.0, 2.0, 4.0, 8.0], np.float32)
+    cos, sin = rope_table(pos, 8, Rope(10000.0), factors)
+    theta = pos[:, None] * (10000.0 ** (-np.arange(4) / 4) / factors)[None, :]
+    np.testing.assert_allclose(cos, np.cos(theta), atol=1e-6)
+    np.testing.assert_allclose(sin, np.sin(theta), atol=1e-6)
+
+
+def test_yarn_keeps_high_frequencies_and_interpolates_low_ones():
+    """Past the correction dims YaRN interpolates (theta / factor); before them it extrapolates
+    (theta unchanged); cos and sin grow by 1 + 0.1 ln(factor) (times the attention factor
+    llama.cpp passes)."""
+    pos = np.array([7], np.int32)
+    n_rot, base, factor = 64, 10000.0, 4.0
+    rope = Rope(base, freq_scale=1 / factor, ext_factor=1.0, attn_factor=1.0, n_ctx_orig=4096)  # dims 10..23
+    cos, sin = rope_table(pos, n_rot, rope)
+    m = 1 + 0.1 * np.log(factor)
+    theta = 7 * base ** (-2.0 * np.arange(n_rot // 2) / n_rot)
+    for got, fn in ((cos[0], np.cos), (sin[0], np.sin)):
+        np.testing.assert_allclose(got[:10], m * fn(theta[:10]), atol=1e-5)  # extrapolated
+        np.testing.assert_allclose(got[23:], m * fn(theta[23:] / factor), atol=1e-5)  # interpolated
+    np.testing.assert_allclose(np.hypot(cos[0], sin[0]), m, rtol=1e-6)
+
+
+def test_longrope_picks_factors_by_the_context():
+    rope = Rope(10000.0, n_ctx_orig=32, factors="short", long_factors="long")
+    assert rope.factor_name(32) == "short" and rope.factor_name(33) == "long"
