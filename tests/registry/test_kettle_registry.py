@@ -80,5 +80,13 @@ def test_api_pull_streams_progress_from_a_registry(tmp_path: Path) -> None:
             missing = http.post("/api/pull", json={"model": f"{registry.host}/library/absent", "insecure": True,
                                                    "stream": False})
             assert missing.status_code == 404
+
+            copy = f"{registry.host}/team/copy:v1"  # /api/push: the server sends its model to the registry
+            assert http.post("/api/copy", json={"source": name, "destination": copy}).status_code == 200
+            with http.stream("POST", "/api/push", json={"model": copy, "insecure": True}) as resp:
+                pushed = [json.loads(line) for line in resp.iter_lines() if line]
+            assert pushed[0] == {"status": "retrieving manifest"} and pushed[-2:] == [
+                {"status": "pushing manifest"}, {"status": "success"}]
+            assert registry.models[("team", "copy", "v1")] and registry.requests("HEAD", "/blobs/")
     finally:
         running.stop()
