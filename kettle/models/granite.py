@@ -26,7 +26,7 @@ from kettle.ops import RopeStyle
 
 def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "granite")
-    if gguf.get(hp.key("expert_count")) not in (None, 0):
+    if hp.int("expert_count", 0, LIMITS.experts, 0):
         from kettle.errors import UnsupportedModel
 
         raise UnsupportedModel(f"{gguf.path}: granite files with experts ('granite.expert_count') are not supported")

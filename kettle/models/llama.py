@@ -56,7 +56,7 @@ _ROPE_STYLE = {"llama": RopeStyle.NORM, "qwen2": RopeStyle.NEOX}
 def load(gguf: GGUFFile) -> Transformer:
     arch = gguf.architecture
     hp = HParams(gguf, arch)
-    experts = gguf.get(hp.key("expert_count")) not in (None, 0)
+    experts = hp.int("expert_count", 0, LIMITS.experts, 0) > 0
     dims = hp.decoder_dims()
     n_rot = hp.rope_dims(dims["head_dim"], partial=True)
     context = hp.context_length(2048)

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from tests.gguf_factory import Typed, tiny_model_parts, tiny_vocab, write_gguf
+from tests.models.decoder_factory import MODELS as DECODERS
+from tests.models.decoder_factory import decoder_parts
 from tests.models.encoder_factory import N_CTX, encoder_metadata, encoder_tensors, wordpiece_tokens
 
 ARCHS = ("llama", "qwen2", "gemma3")
@@ -47,6 +49,15 @@ ENCODER_TOKENIZER_KEYS = (
     "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.normalizer.lowercase", "tokenizer.ggml.normalizer.strip_accents",
 )
 ENCODER_SHARE = 0.3  # of the cases
+DECODER_SHARE = 0.35  # of the rest: decoder_factory's architectures (rope scaling, windows, experts, ...)
+DECODER_KEYS = HP_KEYS + (
+    "rope.scaling.type", "rope.scaling.factor", "rope.scale_linear", "rope.scaling.attn_factor",
+    "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.freq_base_swa",
+    "attention.sliding_window_pattern", "expert_count", "expert_used_count", "expert_feed_forward_length",
+    "expert_shared_feed_forward_length", "attn_logit_softcapping", "final_logit_softcapping", "logit_scale",
+    "residual_scale", "embedding_scale", "attention.scale", "attention.layer_norm_epsilon",
+)
+ROPE_FACTOR_TENSORS = ("rope_freqs.weight", "rope_factors_short.weight", "rope_factors_long.weight")
 CASE_SECONDS = 20.0  # a case that loads and runs 3 tokens takes milliseconds
 
 
@@ -120,6 +131,17 @@ def make_case(rng: random.Random, case: int) -> tuple[str, dict[str, Any], dict[
     if rng.random() < ENCODER_SHARE:
         arch, desc, meta, tensors = _encoder_parts(rng, case)
         return _mutate(rng, arch, [desc], meta, tensors, ENCODER_KEYS, ENCODER_TOKENIZER_KEYS)
+    if rng.random() < DECODER_SHARE:
+        name = rng.choice(sorted(DECODERS))
+        meta, tensors = decoder_parts(name, seed=case)
+        arch = DECODERS[name][0]
+        changes = [name]
+        for factor in ROPE_FACTOR_TENSORS:
+            if factor in tensors and rng.random() < 0.2:  # hostile frequency factors
+                value = rng.choice([0.0, -1.0, float("nan"), float("inf"), 1e30])
+                tensors[factor] = np.full_like(tensors[factor], value)
+                changes.append(f"{factor} all {value}")
+        return _mutate(rng, arch, changes, meta, tensors, DECODER_KEYS, TOKENIZER_KEYS)
     arch = rng.choice(ARCHS)
     mode = rng.randrange(4)
     dims = _dims(rng, arch) if mode == 0 else {}

@@ -154,3 +154,87 @@ def test_yarn_keeps_high_frequencies_and_interpolates_low_ones():
 def test_longrope_picks_factors_by_the_context():
     rope = Rope(10000.0, n_ctx_orig=32, factors="short", long_factors="long")
     assert rope.factor_name(32) == "short" and rope.factor_name(33) == "long"
+
+
+HOSTILE = {
+    # case: (model, metadata changes (None removes), the key the error must name)
+    "rms eps missing": ("qwen3", {"attention.layer_norm_rms_epsilon": None}, "qwen3.attention.layer_norm_rms_epsilon"),
+    "no expert count": ("qwen3moe", {"expert_count": None}, "qwen3moe.expert_count"),
+    "more used than experts": ("qwen3moe", {"expert_used_count": 7}, "qwen3moe.expert_used_count"),
+    "no expert width": ("qwen3moe", {"expert_feed_forward_length": None}, "qwen3moe.expert_feed_forward_length"),
+    "experts a string": ("qwen2moe", {"expert_count": "4"}, "qwen2moe.expert_count"),
+    "no logit scale": ("granite", {"logit_scale": None}, "granite.logit_scale"),
+    "logit scale 0": ("granite", {"logit_scale": 0.0}, "granite.logit_scale"),
+    "residual scale inf": ("granite", {"residual_scale": float("inf")}, "granite.residual_scale"),
+    "no layer-norm eps": ("starcoder2", {"attention.layer_norm_epsilon": None}, "starcoder2.attention.layer_norm_epsilon"),
+    "unknown rope scaling": ("llama-yarn", {"rope.scaling.type": "dynamic"}, "llama.rope.scaling.type"),
+    "negative rope factor": ("llama-yarn", {"rope.scaling.factor": -2.0}, "llama.rope.scaling.factor"),
+    "nan rope factor": ("llama-yarn", {"rope.scaling.factor": float("nan")}, "llama.rope.scaling.factor"),
+    "yarn context 0": ("llama-yarn", {"rope.scaling.original_context_length": 0},
+                       "llama.rope.scaling.original_context_length"),
+    "attn factor 0": ("phi3", {"rope.scaling.attn_factor": 0.0}, "phi3.rope.scaling.attn_factor"),
+    "soft-cap negative": ("gemma2", {"attn_logit_softcapping": -1.0}, "gemma2.attn_logit_softcapping"),
+    "soft-cap inf": ("gemma2", {"final_logit_softcapping": float("inf")}, "gemma2.final_logit_softcapping"),
+    "window 0": ("gemma2", {"attention.sliding_window": 0}, "gemma2.attention.sliding_window"),
+    "swa base 0": ("gemma2", {"rope.freq_base_swa": 0.0}, "gemma2.rope.freq_base_swa"),
+    "rope past the head": ("phi3", {"rope.dimension_count": 18}, "phi3.rope.dimension_count"),
+    "partial rope where heads rotate whole": ("qwen3", {"rope.dimension_count": 8}, "qwen3.rope.dimension_count"),
+    "finetuned not a bool": ("granite", {"rope.scaling.finetuned": 3}, "granite.rope.scaling.finetuned"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_metadata_is_refused_naming_the_key(case, tmp_path):
+    from kettle.errors import MetadataError
+
+    name, changes, key = HOSTILE[case]
+    meta, tensors = decoder_parts(name)
+    arch = MODELS[name][0]
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(f"{arch}.{k}", None)
+        else:
+            meta[f"{arch}.{k}"] = v
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, pytest.raises(MetadataError) as err:
+        load_model(f)
+    assert f"'{key}'" in str(err.value)
+
+
+def test_a_swa_pattern_of_the_wrong_length_is_refused(tmp_path):
+    from kettle.errors import MetadataError
+    from tests.gguf_factory import Typed
+
+    meta, tensors = decoder_parts("gemma2")
+    meta["gemma2.attention.sliding_window_pattern"] = Typed([True, False, True], "ARRAY", "BOOL")
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, pytest.raises(MetadataError, match="4 booleans"):
+        load_model(f)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_hostile_rope_factors_are_refused(value, tmp_path):
+    from kettle.errors import WeightError
+
+    meta, tensors = decoder_parts("llama31")
+    tensors["rope_freqs.weight"] = np.full_like(tensors["rope_freqs.weight"], value)
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, pytest.raises(WeightError, match="rope factors"):
+        load_model(f)
+
+
+def test_experts_that_disagree_with_the_count_are_refused(tmp_path):
+    from kettle.errors import WeightError
+
+    meta, tensors = decoder_parts("qwen2moe")
+    meta["qwen2moe.expert_count"] = 5  # the tensors hold 4
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, \
+            pytest.raises(WeightError, match=r"ffn_gate_exps.weight' has shape \(4, 32, 64\), expected \(5, 32, 64\)"):
+        load_model(f)
+
+
+def test_factors_an_architecture_does_not_use_are_unexpected(tmp_path):
+    from kettle.errors import WeightError
+
+    meta, tensors = decoder_parts("qwen3")
+    tensors["rope_freqs.weight"] = np.ones(8, np.float32)
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, \
+            pytest.raises(WeightError, match="unexpected tensors: rope_freqs.weight"):
+        load_model(f)
