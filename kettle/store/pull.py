@@ -73,7 +73,7 @@ def pull_model(store: Store, name: str, report: Report | None = None, *, insecur
         return
     emit({"status": "pulling manifest"})
     with RegistryClient(parsed, insecure=plain, stall_s=stall_s) as client:
-        manifest = client.manifest()
+        manifest, raw = client.manifest()
         layers = unique_blobs(manifest)
         missing = [layer for layer in layers if not _present(store, layer)]
         _check_room(store, missing)
@@ -88,7 +88,7 @@ def pull_model(store: Store, name: str, report: Report | None = None, *, insecur
                         if not _present(store, layer):
                             added.append(finish(store, layer))
                 emit({"status": "writing manifest"})
-                store.write_manifest(parsed, manifest)
+                store.write_manifest(parsed, manifest, raw)  # the registry's bytes: the same ID as ollama's
         except BaseException as e:
             if added:
                 store.prune(added)  # only those no manifest uses: a concurrent pull's are kept

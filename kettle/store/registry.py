@@ -249,8 +249,8 @@ class RegistryClient:
             raise RegistryError(f"cannot reach {self.where()} ({self.base}) while {what}: "
                                 f"{_shown(str(e)) or type(e).__name__}") from None
 
-    def manifest(self) -> Manifest:
-        """The manifest of ``name``: bounded, parsed, every digest checked (RegistryError)."""
+    def manifest(self) -> tuple[Manifest, bytes]:
+        """The manifest of ``name`` and its bytes: bounded, parsed, every digest checked (RegistryError)."""
         where = f"{self.where()}: manifest of {self.name.display()}"
         url = f"{self.repo_url}/manifests/{self.name.tag}"
         with self.network("pulling the manifest"), closing(self.send("GET", url, headers={"Accept": MANIFEST_MEDIA_TYPE})) as resp:
@@ -261,7 +261,7 @@ class RegistryClient:
             data = read_limited(resp, MAX_MANIFEST_BYTES, where)
         parse_json(data, where)  # the depth check, before Manifest parses it
         try:
-            return Manifest.from_bytes(data, where)
+            return Manifest.from_bytes(data, where), data
         except RegistryError:
             raise
         except StoreError as e:

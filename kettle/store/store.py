@@ -280,13 +280,17 @@ class Store:
     def read_manifest(self, name: str | ModelName) -> Manifest:
         return self._read(name)[1]
 
-    def write_manifest(self, name: str | ModelName, manifest: Manifest) -> str:
+    def write_manifest(self, name: str | ModelName, manifest: Manifest, data: bytes | None = None) -> str:
         """Write ``manifest`` under ``name`` atomically; returns its hex digest.
 
+        ``data``: the exact bytes to write, when they came from elsewhere (a pulled manifest keeps
+        the registry's bytes, so its digest is the registry's); they must parse to ``manifest``.
         StoreError (and nothing written) unless every blob it names is present
         with the stated size.
         """
-        return self._write_manifest_bytes(valid_name(name), manifest, manifest.to_bytes())
+        if data is not None and Manifest.from_bytes(data) != manifest:
+            raise StoreError("the manifest bytes do not hold the manifest they were given with")
+        return self._write_manifest_bytes(valid_name(name), manifest, data if data is not None else manifest.to_bytes())
 
     def _write_manifest_bytes(self, name: ModelName, manifest: Manifest, data: bytes) -> str:
         with self.writing():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -42,6 +43,8 @@ def test_pull_stores_blobs_and_manifest_with_ollama_statuses(store: Store, regis
     name = parse_name(f"{registry.host}/library/tiny")
     manifest = store.read_manifest(name)
     assert store.blob_path(manifest.layers[0].digest).read_bytes() == data
+    raw = registry.models[("library", "tiny", "latest")]  # kept byte for byte: the same ID as the registry's
+    assert store.entry(name).digest == hashlib.sha256(raw).hexdigest()
     statuses = [e["status"] for e in events]
     assert statuses[0] == "pulling manifest"
     assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
