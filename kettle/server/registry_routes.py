@@ -71,7 +71,7 @@ async def manifest(request: Request) -> Response:
         return await _put_manifest(request, name)
     store = _store(request)
     try:
-        data = (await state_of(request).blocking(store.read_manifest, name)).to_bytes()
+        data = await state_of(request).blocking(store.manifest_bytes, name)
     except ModelNotFound:
         return _error(404, "MANIFEST_UNKNOWN", f"manifest unknown: {name.display()} is not in this store")
     except StoreError as e:

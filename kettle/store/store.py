@@ -280,6 +280,10 @@ class Store:
     def read_manifest(self, name: str | ModelName) -> Manifest:
         return self._read(name)[1]
 
+    def manifest_bytes(self, name: str | ModelName) -> bytes:
+        """The manifest file of ``name`` as stored (checked; its sha256 is the model's ID)."""
+        return self._read_manifest_bytes(self._read(name)[3])
+
     def write_manifest(self, name: str | ModelName, manifest: Manifest, data: bytes | None = None) -> str:
         """Write ``manifest`` under ``name`` atomically; returns its hex digest.
 

@@ -38,7 +38,8 @@ def client(store: Store) -> Iterator[TestClient]:
 def test_manifests_and_blobs_are_served(client: TestClient, store: Store) -> None:
     assert client.get("/v2/").status_code == 200
     r = client.get("/v2/library/tiny/manifests/latest")
-    data = store.read_manifest("library/tiny").to_bytes()
+    data = store.manifest_bytes("library/tiny")
+    assert digest_of(data) == "sha256:" + store.entry("library/tiny").digest  # the ID kettle list shows
     assert r.status_code == 200 and r.content == data
     assert r.headers["content-type"] == MANIFEST_TYPE and r.headers["docker-content-digest"] == digest_of(data)
     head = client.head("/v2/library/tiny/manifests/latest")
