@@ -20,13 +20,15 @@ from tests.gguf_factory import tiny_vocab, write_gguf
 N_VOCAB, N_EMBD, N_HEAD, N_KV, HEAD_DIM, N_FF = 96, 64, 4, 2, 16, 128
 
 # name -> (arch, options). Options: n_layer, meta (extra keys), rope_freqs, longrope, experts
-# (n_expert, used, n_ff_exp), shared (n_ff_shexp), fused, tied, biases, n_rot, qtype.
+# (n_expert, used, n_ff_exp), shared (n_ff_shexp), fused, tied, biases, n_rot, qtype; oracle False:
+# llama.cpp computes it otherwise, on purpose (see llama.py), so it has no llama.cpp oracle.
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama31": ("llama", {"rope_freqs": True, "meta": {"rope.freq_base": 500000.0}}),
     "llama-yarn": ("llama", {"biases": True, "meta": {
         "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0, "rope.scaling.original_context_length": 16}}),
     "llama-linear-f16": ("llama", {"qtype": "F16", "tied": True, "meta": {
         "rope.scaling.type": "linear", "rope.scaling.factor": 2.0}}),
+    "mistral-swa": ("llama", {"oracle": False, "meta": {"attention.sliding_window": 8}}),  # llama.cpp: no window
     "mixtral": ("llama", {"experts": (4, 2, N_FF)}),  # Mixtral's experts are feed_forward_length wide
     "qwen2-yarn": ("qwen2", {"biases": True, "meta": {
         "rope.scaling.type": "yarn", "rope.scaling.factor": 2.0, "rope.scaling.original_context_length": 24,
@@ -47,6 +49,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "starcoder2": ("starcoder2", {"biases": True, "meta": {"attention.layer_norm_epsilon": 1e-5}}),
     "smollm3": ("smollm3", {"n_layer": 4, "meta": {"rope.freq_base": 2000000.0}}),
 }
+
+
+ORACLE_MODELS = [name for name, (_, opts) in MODELS.items() if opts.get("oracle", True)]
 
 
 def _weight_specs(arch: str, opts: dict[str, Any]) -> list:

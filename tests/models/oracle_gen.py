@@ -1,5 +1,5 @@
 """Regenerate ``oracle/decoders.npz``: llama.cpp's per-position logits of the tiny
-random decoders of ``decoder_factory.MODELS``.
+random decoders of ``decoder_factory.ORACLE_MODELS``.
 
     pip install llama-cpp-python        # compiles llama.cpp (~12 minutes)
     python -m tests.models.oracle_gen
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.models.decoder_factory import MODELS, N_VOCAB, tiny_decoder
+from tests.models.decoder_factory import N_VOCAB, ORACLE_MODELS, tiny_decoder
 
 OUT = Path(__file__).parent / "oracle" / "decoders.npz"
 GGML_TYPE_F32 = 0
@@ -37,7 +37,7 @@ def main() -> None:
 
     arrays: dict[str, np.ndarray] = {"llama_cpp_python": np.array(llama_cpp.__version__)}
     with tempfile.TemporaryDirectory() as tmp:
-        for run in MODELS:
+        for run in ORACLE_MODELS:
             path = tiny_decoder(Path(tmp) / f"{run}.gguf", run)
             n_ctx = N_CTX
             llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=1,

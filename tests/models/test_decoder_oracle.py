@@ -15,7 +15,7 @@ import pytest
 from kettle.engine.runner import Runner
 from kettle.gguf import GGUFFile
 from kettle.models import load_model
-from tests.models.decoder_factory import MODELS, tiny_decoder
+from tests.models.decoder_factory import ORACLE_MODELS, tiny_decoder
 
 ORACLE = np.load(Path(__file__).parent / "oracle" / "decoders.npz")
 
@@ -28,7 +28,7 @@ def kettle_logits(path: Path, ids: list[int], n_ctx: int) -> np.ndarray:
         return runner.forward(ids, range(n), [0] * n, outputs=range(n))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(ORACLE_MODELS))
 def test_logits_agree_with_llama_cpp(name, tmp_path):
     ids = ORACLE[f"{name}/ids"].tolist()
     want = ORACLE[f"{name}/logits"].astype(np.float32)
@@ -39,4 +39,4 @@ def test_logits_agree_with_llama_cpp(name, tmp_path):
 
 
 def test_the_oracle_covers_every_model():
-    assert {k.split("/")[0] for k in ORACLE.files if "/" in k} == set(MODELS)
+    assert {k.split("/")[0] for k in ORACLE.files if "/" in k} == set(ORACLE_MODELS)

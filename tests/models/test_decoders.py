@@ -126,6 +126,18 @@ def test_only_the_chosen_experts_are_read(name, tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+def test_a_llama_window_is_applied_on_every_layer(tmp_path):
+    """Mistral 7B v0.1's llama.attention.sliding_window: positions within the window see what
+    full attention sees; later ones do not (llama.cpp's llama graph ignores the key)."""
+    meta, tensors = decoder_parts("mistral-swa")
+    ids = (IDS * 2)[:20]
+    windowed = _logits(write_gguf(tmp_path / "w.gguf", meta, tensors), 32, ids)
+    del meta["llama.attention.sliding_window"]
+    full = _logits(write_gguf(tmp_path / "f.gguf", meta, tensors), 32, ids)
+    np.testing.assert_array_equal(windowed[:8], full[:8])
+    assert np.abs(windowed[8:] - full[8:]).max(axis=1).min() > 1e-4
+
+
 def test_rope_factors_divide_the_frequencies():
     pos = np.arange(5, dtype=np.int32)
     factors = np.array([1.0, 2.0, 4.0, 8.0], np.float32)
