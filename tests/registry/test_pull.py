@@ -216,3 +216,10 @@ def test_kill_9_mid_pull_then_the_next_process_resumes(store: Store, registry: F
     first = registry.requests("GET", f"/blobs/{digest_of(data)}")[0]["headers"]["range"]
     assert int(first[6:].split("-")[0]) == kept
     assert store.blob_path(digest_of(data)).read_bytes() == data
+
+
+def test_an_empty_layer(store: Store, registry: FakeRegistry) -> None:
+    registry.add_model("library", "tiny", "latest", [(MODEL_TYPE, b"w" * 1000), ("application/vnd.ollama.image.system", b"")])
+    pull(store, registry)
+    assert store.blob_size(digest_of(b"")) == 0
+    assert not [p for p in leftovers(store) if ".kettle-partial" in p]
