@@ -67,6 +67,8 @@ def estimate(cfg: TransformerConfig, *, n_ctx: int, n_slots: int, n_batch: int, 
     """What loading ``cfg`` with these load-time sizes allocates (see the module doc)."""
     q_width = cfg.n_head * cfg.head_dim
     per_token = 4 * cfg.n_embd + 2 * q_width + 2 * cfg.kv_width + 3 * cfg.n_ff  # floats per batch row
+    if cfg.moe is not None:  # each token's weighted output of each chosen expert (models/moe.py)
+        per_token += cfg.moe.n_expert_used * cfg.n_embd
     scratch = F32 * (
         min(n_batch, n_ctx * n_slots) * per_token
         + n_slots * cfg.n_vocab

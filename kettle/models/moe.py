@@ -47,7 +47,8 @@ class MoEFeedForward:
     def __init__(self, cfg: TransformerConfig, w: BoundWeights, prefix: str,
                  act: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         moe = cfg.moe
-        assert moe is not None  # the architecture file sets it with FeedForward.EXPERTS
+        if moe is None:
+            raise ValueError(f"{cfg.arch}: a feed-forward of experts needs a MoEConfig")
         self.moe = moe
         self.act = act
         self.router = w[prefix + "ffn_gate_inp.weight"]  # QuantMatrix (n_expert, n_embd)
