@@ -29,10 +29,10 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +177,8 @@ class Download:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._parts: list[Part] = []
-        self._open: set[httpx.Response] = set()  # closed on a stop, so blocked reads end at once
+        self._open: set[httpx.Response] = set()  # their sockets are shut down on a halt
+        self._abandoned = False  # Ctrl-C: part threads may still run, so fd stays open
         self._last_state = self._last_report = 0.0
 
     def run(self) -> None:
@@ -205,26 +206,47 @@ class Download:
             raise self.store.os_error(f"write the download of {self.digest}", e) from None
         finally:
             if fd >= 0:
-                os.close(fd)
+                if not self._abandoned:  # a straggling thread must never write to a reused fd
+                    os.close(fd)
                 with contextlib.suppress(OSError):
                     self._save(force=True)
 
     def _fetch_all(self, fd: int, pending: list[Part]) -> None:
-        pool = ThreadPoolExecutor(max_workers=min(len(pending), NUM_PARTS), thread_name_prefix="kettle-pull")
+        """Up to NUM_PARTS daemon threads take the pending parts in turn. The first error halts
+        the others and is raised; Ctrl-C halts them and returns at once (daemon threads never
+        hold the process open; ``fd`` is then left open for them: see ``run``)."""
+        queue = list(pending)
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                with self._lock:
+                    if not queue:
+                        return
+                    part = queue.pop(0)
+                try:
+                    self._part(fd, self._parts.index(part), part)
+                except BaseException as e:  # noqa: BLE001 - raised by the caller
+                    with self._lock:
+                        errors.append(e)
+                    self._halt()
+                    return
+
+        threads = [threading.Thread(target=worker, name=f"kettle-pull-{i}", daemon=True)
+                   for i in range(min(len(queue), NUM_PARTS))]
+        for thread in threads:
+            thread.start()
         try:
-            futures = [pool.submit(self._part, fd, self._parts.index(p), p) for p in pending]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
-            if failed is not None:
-                self._halt()
-                wait(futures)
-                raise failed
+            for thread in threads:
+                thread.join()
         except BaseException:
+            self._abandoned = True
             self._halt()
             raise
         finally:
-            pool.shutdown(wait=True)
             self._report(force=True)
+        if errors:
+            raise errors[0]
 
     def _part(self, fd: int, index: int, part: Part) -> None:
         failures = 0
@@ -244,13 +266,18 @@ class Download:
             self._stop.wait(min(self.backoff_s * 2 ** max(failures - 1, 0), BACKOFF_MAX_S))
 
     def _halt(self) -> None:
-        """Stop every part (Ctrl-C, or another part failed): no thread waits out a stall."""
+        """Stop every part (Ctrl-C, or another part failed): the sockets of the responses being
+        read are shut down, so no thread waits out a stall (one still waiting for its headers
+        ends at the stall timeout)."""
         self._stop.set()
         with self._lock:
             responses = list(self._open)
         for resp in responses:
-            with contextlib.suppress(Exception):
-                resp.close()
+            stream = resp.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with contextlib.suppress(OSError):
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def _refuse(self, message: str) -> Refused:
         self._stop.set()

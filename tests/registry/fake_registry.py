@@ -54,6 +54,8 @@ class Faults:
     stall_once: float = 0.0  # the first blob response sends half, then hangs for this long
     ignore_range: bool = False  # answer 200 with the whole blob
     gzip_blob: bool = False  # the blob gzip-encoded although the client asked for identity
+    forbid_from: int | None = None  # a Range starting here gets 403, half a second late
+    hang_from: int | None = None  # a Range starting here gets 100 bytes, then none for 60 s
 
 
 @dataclass
@@ -157,6 +159,10 @@ class FakeRegistry:
                 start, end, partial = int(a), min(int(b) if b else size - 1, size - 1), True
                 if f.extra_bytes:
                     end = size - 1  # sends past what was asked
+            if f.forbid_from is not None and start == f.forbid_from:
+                await asyncio.sleep(0.5)  # so the other parts are under way when this one is refused
+                return JSONResponse({"errors": [{"code": "DENIED", "message": "no"}]}, 403)
+            hang = 60.0 if f.hang_from is not None and start == f.hang_from else 0.0
             body = data[start:end + 1]
             headers = {"Accept-Ranges": "bytes"}
             if partial:
@@ -170,6 +176,10 @@ class FakeRegistry:
             f.stall_once = 0.0
 
             async def stream():
+                if hang:
+                    yield body[:100]
+                    await asyncio.sleep(hang)
+                    return
                 sent = 0
                 step = f.trickle[0] if f.trickle else 1 << 16
                 while sent < len(body):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -135,3 +136,13 @@ def test_401_without_a_challenge_that_can_be_answered(store: Store, registry: Fa
     registry.faults.auth = True
     registry.faults.realm = "file:///etc/passwd"
     refused(store, registry, RegistryError, "refused the token realm")
+
+
+def test_a_refused_part_stops_the_others_at_once(store: Store, registry: FakeRegistry) -> None:
+    model(registry, size=200_000)
+    registry.faults.forbid_from, registry.faults.hang_from = 0, 100_000  # one part refused, one hanging
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="403"):
+        pull_model(store, f"{registry.host}/library/bad", insecure=True, stall_s=30, backoff_s=0.01, min_part=100_000)
+    assert time.monotonic() - started < 10  # the hanging part was closed, not waited out
+    assert leftovers(store) == []

@@ -223,3 +223,28 @@ def test_an_empty_layer(store: Store, registry: FakeRegistry) -> None:
     pull(store, registry)
     assert store.blob_size(digest_of(b"")) == 0
     assert not [p for p in leftovers(store) if ".kettle-partial" in p]
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_stalled_pull_at_once_and_keeps_what_arrived(store: Store, registry: FakeRegistry) -> None:
+    data = serve_model(registry, size=300_000)
+    registry.faults.hang_from = 0  # 100 bytes, then nothing (the stall timeout is 30 s)
+    env = {**os.environ, "KETTLE_MODELS": str(store.root), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "kettle", "pull", f"{registry.host}/library/tiny", "--insecure"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    files = partial_files(store, digest_of(data))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not registry.requests("GET", "/blobs/"):
+            time.sleep(0.05)
+        time.sleep(0.5)  # the 100 bytes arrive, then the read blocks
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+        assert time.monotonic() - interrupted < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode != 0
+    assert json.loads(files.state.read_text())["parts"][0][2] == 100  # kept for the next pull
