@@ -26,7 +26,7 @@ from kettle.errors import RegistryError
 from kettle.store.blobs import open_regular_file
 from kettle.store.manifest import MANIFEST_MEDIA_TYPE, Layer
 from kettle.store.pull import Report, unique_blobs, registry_name, transfer_status
-from kettle.store.registry import RegistryClient
+from kettle.store.registry import RegistryClient, join_url
 from kettle.store.store import Store
 from kettle.store.transfer import BACKOFF_MAX_S, BACKOFF_S, MAX_RETRIES
 
@@ -67,7 +67,7 @@ def _location(client: RegistryClient, resp: httpx.Response, what: str) -> str:
     location = resp.headers.get("docker-upload-location") or resp.headers.get("location")
     if not location:
         raise RegistryError(f"{client.where()}: {what} answered without a Location to upload to")
-    url = str(resp.url.join(location))
+    url = join_url(resp, location, client.where())
     if urlsplit(url).scheme not in ("http", "https"):
         raise RegistryError(f"{client.where()}: refused the upload location {url[:200]!r} (http and https only)")
     return url

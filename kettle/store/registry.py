@@ -120,6 +120,14 @@ def _host_of(url: str) -> str:
     return (urlsplit(url).netloc.rpartition("@")[2]).lower()
 
 
+def join_url(resp: httpx.Response, location: str, where: str) -> str:
+    """A ``Location`` header resolved against the response's URL; RegistryError when malformed."""
+    try:
+        return str(resp.url.join(location))
+    except (httpx.InvalidURL, ValueError):
+        raise RegistryError(f"{where}: answered with a malformed Location {location[:200]!r}") from None
+
+
 def _shown(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
@@ -189,7 +197,7 @@ class RegistryClient:
             if resp.status_code not in REDIRECT_CODES or not location:
                 return resp
             resp.close()
-            target = str(resp.url.join(location))
+            target = join_url(resp, location, self.where())
             scheme = urlsplit(target).scheme.lower()
             if scheme not in ("http", "https"):
                 raise RegistryError(f"{self.where()}: refused a redirect to {scheme or 'a relative'}:// "
