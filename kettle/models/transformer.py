@@ -171,7 +171,7 @@ class TransformerConfig:
 
 
 class KVStore(Protocol):
-    """What the model needs of the KV cache: per-layer arrays, a writer, its length per slot."""
+    """What the model needs of the KV cache: per-layer arrays, a writer, its positions per slot."""
 
     n_ctx: int
 
@@ -191,7 +191,8 @@ def _rope_factors(cfg: TransformerConfig, w: BoundWeights) -> dict[str, np.ndarr
             raise WeightError(f"rope factors '{name}' missing or not of shape ({cfg.n_rot // 2},)")
         f = np.asarray(f, dtype=np.float32)
         if not (np.isfinite(f).all() and (f > 0).all() and (f < 1e6).all()):
-            raise WeightError(f"rope factors '{name}' must be finite positive numbers below 1e6")
+            raise WeightError(f"rope factors '{name}' must be finite positive numbers below 1e6 "
+                              f"(the file's are {f[:4].tolist()}...): the file is damaged; convert it again")
         out[name] = f
     return out
 
