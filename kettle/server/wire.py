@@ -47,7 +47,8 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (KettleError, 500),
 )
 
-_ABS_PATH = re.compile(r"(?:~|[A-Za-z]:)?(?:[/\\][\w.\-+@~ ]*?[\w.\-+@~]){2,}(?=$|[\s'\":,;)\]])")
+# An absolute path: not one glued to a word before it (host:port/ns/model, a registry name, stays).
+_ABS_PATH = re.compile(r"(?<![\w.:\-])(?:~|[A-Za-z]:)?(?:[/\\][\w.\-+@~ ]*?[\w.\-+@~]){2,}(?=$|[\s'\":,;)\]])")
 
 
 class RequestError(KettleError):

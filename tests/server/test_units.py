@@ -226,6 +226,9 @@ def test_errors_map_to_status_and_hide_paths() -> None:
     assert status_of(RequestError("big", 413)) == 413 and status_of(KeyError("x")) == 500
     message = public_message(GGUFError("/home/me/.kettle/models/blobs/sha256-abc", "truncated"))
     assert message == "sha256-abc: truncated"
+    named = public_message(ModelNotFound("127.0.0.1:8/library/m:latest", "the registry has no such model"))
+    assert "'127.0.0.1:8/library/m:latest'" in named  # a model name is not a path
+    assert public_message(ModelNotFound("x", "see /etc/kettle/secret.conf")).endswith("see secret.conf")
     assert public_message(KeyError("/secret")) == "internal server error"
 
 
