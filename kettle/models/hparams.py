@@ -166,6 +166,9 @@ class HParams:
         freq_scale = 1.0 / factor
         ext_factor = 0.0
         if kind == "yarn":
+            if factor < 1.0:
+                raise MetadataError(self.gguf.path, self.key(factor_key), factor,
+                                    "a factor of at least 1 (YaRN extends a context; it cannot shrink one)")
             ext_factor = 1.0
             # llama_context: mscale(factor) / (1 + 0.1 ln factor), which rope_yarn multiplies back
             mscale = 1.0 + 0.1 * math.log(factor) if factor > 1.0 else 1.0

@@ -38,6 +38,10 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "qwen2moe": ("qwen2moe", {"experts": (4, 2, 32), "shared": 64, "biases": True}),
     "gemma2": ("gemma2", {"n_layer": 4, "tied": True, "meta": {
         "attention.sliding_window": 8, "attn_logit_softcapping": 4.0, "final_logit_softcapping": 2.0}}),
+    "gemma3-scaled": ("gemma3", {"n_layer": 6, "tied": True, "meta": {  # Gemma 3 4B+: linear x8 on global layers
+        "attention.sliding_window": 8, "rope.freq_base": 1000000.0, "rope.scaling.type": "linear",
+        "rope.scaling.factor": 8.0, "final_logit_softcapping": 2.0, "attention.key_length": 16,
+        "attention.value_length": 16}}),
     "phi3": ("phi3", {"fused": True, "longrope": True, "n_rot": 12, "meta": {
         "rope.scaling.original_context_length": 32, "rope.scaling.attn_factor": 1.19}}),
     "phi3-short": ("phi3", {"fused": True, "longrope": True, "n_rot": 12, "biases": True, "meta": {
@@ -55,12 +59,12 @@ ORACLE_MODELS = [name for name, (_, opts) in MODELS.items() if opts.get("oracle"
 
 
 def _weight_specs(arch: str, opts: dict[str, Any]) -> list:
-    from kettle.models import gemma2, granite, llama, olmo2, phi3, qwen2moe, qwen3, qwen3moe, smollm3, starcoder2
+    from kettle.models import gemma2, gemma3, granite, llama, olmo2, phi3, qwen2moe, qwen3, qwen3moe, smollm3, starcoder2
 
     table = {
         "llama": llama.MOE_WEIGHTS if opts.get("experts") else llama.WEIGHTS, "qwen2": llama.QWEN2_WEIGHTS,
         "qwen3": qwen3.WEIGHTS, "qwen3moe": qwen3moe.WEIGHTS, "qwen2moe": qwen2moe.WEIGHTS,
-        "gemma2": gemma2.WEIGHTS, "granite": granite.WEIGHTS, "olmo2": olmo2.WEIGHTS,
+        "gemma2": gemma2.WEIGHTS, "gemma3": gemma3.WEIGHTS, "granite": granite.WEIGHTS, "olmo2": olmo2.WEIGHTS,
         "starcoder2": starcoder2.WEIGHTS, "smollm3": smollm3.WEIGHTS,
         "phi3": [*phi3.COMMON, *(phi3.FUSED_QKV if opts.get("fused") else
                                  (*llama.QKV_WEIGHTS, *llama.QKV_BIASES))],

@@ -182,6 +182,7 @@ HOSTILE = {
     "unknown rope scaling": ("llama-yarn", {"rope.scaling.type": "dynamic"}, "llama.rope.scaling.type"),
     "negative rope factor": ("llama-yarn", {"rope.scaling.factor": -2.0}, "llama.rope.scaling.factor"),
     "nan rope factor": ("llama-yarn", {"rope.scaling.factor": float("nan")}, "llama.rope.scaling.factor"),
+    "yarn shrinking": ("llama-yarn", {"rope.scaling.factor": 1e-5}, "llama.rope.scaling.factor"),
     "yarn context 0": ("llama-yarn", {"rope.scaling.original_context_length": 0},
                        "llama.rope.scaling.original_context_length"),
     "attn factor 0": ("phi3", {"rope.scaling.attn_factor": 0.0}, "phi3.rope.scaling.attn_factor"),
