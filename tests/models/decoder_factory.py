@@ -36,6 +36,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "qwen3": ("qwen3", {"meta": {"rope.freq_base": 1000000.0}}),
     "qwen3moe": ("qwen3moe", {"experts": (6, 2, 32), "meta": {"rope.freq_base": 1000000.0}}),
     "qwen2moe": ("qwen2moe", {"experts": (4, 2, 32), "shared": 64, "biases": True}),
+    "qwen3moe-f16": ("qwen3moe", {"experts": (4, 2, 32), "qtype": "F16"}),  # 3-D F16 expert tensors
     "gemma2": ("gemma2", {"n_layer": 4, "tied": True, "meta": {
         "attention.sliding_window": 8, "attn_logit_softcapping": 4.0, "final_logit_softcapping": 2.0}}),
     "gemma3-scaled": ("gemma3", {"n_layer": 6, "tied": True, "meta": {  # Gemma 3 4B+: linear x8 on global layers
@@ -72,8 +73,10 @@ def _weight_specs(arch: str, opts: dict[str, Any]) -> list:
     return table[arch]
 
 
-def decoder_parts(name: str, seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metadata, tensors) of ``MODELS[name]``; ``seed`` defaults to one per name."""
+def decoder_parts(name: str, seed: int | None = None, qtype: str | None = None,
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata, tensors) of ``MODELS[name]``; ``seed`` defaults to one per name; ``qtype``
+    overrides the case's matrix type."""
     from kettle.models.base import _eval_shape
 
     arch, opts = MODELS[name]
@@ -109,7 +112,7 @@ def decoder_parts(name: str, seed: int | None = None) -> tuple[dict[str, Any], d
         names = [spec.name.format(i=i) for i in range(n_layer)] if "{i}" in spec.name else [spec.name]
         shape = _eval_shape(spec.shape, dims)
         for tname in names:
-            tensors[tname] = _tensor(rng, tname, shape, opts.get("qtype"))
+            tensors[tname] = _tensor(rng, tname, shape, qtype or opts.get("qtype"))
     half = n_rot // 2
     if opts.get("rope_freqs"):
         tensors["rope_freqs.weight"] = np.geomspace(1.0, 8.0, half).astype(np.float32)  # Llama 3.1's shape of bands
@@ -125,12 +128,13 @@ def _tensor(rng: np.random.Generator, name: str, shape: tuple[int, ...], qtype: 
             return (1.0 + 0.2 * rng.standard_normal(shape)).astype(np.float32)
         return (0.3 * rng.standard_normal(shape)).astype(np.float32)  # biases, the shared expert's gate
     x = (rng.standard_normal(shape) * 1.0 / np.sqrt(shape[-1])).astype(np.float32)
-    if qtype is None or len(shape) != 2:
+    if qtype is None:
         return x
     from kettle.quant import GGMLType, quantize
 
     t = GGMLType[qtype]
-    return (quantize(x, t), t)
+    raw = quantize(x.reshape(-1, shape[-1]), t)  # (rows, row bytes); experts: (n_expert, rows, row bytes)
+    return (raw.reshape(*shape[:-1], raw.shape[-1]), t)
 
 
 def tiny_decoder(path: Path, name: str, seed: int | None = None) -> Path:

@@ -138,6 +138,19 @@ def test_a_llama_window_is_applied_on_every_layer(tmp_path):
     assert np.abs(windowed[8:] - full[8:]).max(axis=1).min() > 1e-4
 
 
+def test_quantized_experts(tmp_path):
+    """Q8_0 expert tensors (3-D, block-quantized): each expert's rows decode as its own matrix."""
+    from tests.models.reference import reference_logits
+
+    meta, tensors = decoder_parts("qwen3moe", qtype="Q8_0")
+    assert tensors["blk.0.ffn_up_exps.weight"][0].ndim == 3
+    with GGUFFile(write_gguf(tmp_path / "q8.gguf", meta, tensors)) as f:
+        model = load_model(f)
+        got = Runner(model, n_ctx=32).forward(IDS, range(len(IDS)), [0] * len(IDS), outputs=range(len(IDS)))
+        want = reference_logits(model, IDS)
+    assert np.abs(got - want).max() / np.abs(want).max() < 6e-2  # int8 activations, as llama.cpp's
+
+
 def test_rope_factors_divide_the_frequencies():
     pos = np.arange(5, dtype=np.int32)
     factors = np.array([1.0, 2.0, 4.0, 8.0], np.float32)

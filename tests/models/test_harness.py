@@ -60,7 +60,8 @@ def test_matches_numpy_reference(model, request):
     err = np.abs(got - want).max() / (np.abs(want).max() + 1e-6)
     # SIMD kernels quantize activations to int8 blocks (as llama.cpp does): about 1e-2 on these random models.
     name = request.node.callspec.params["model"][1]
-    qtype = GGMLType.F32 if name == "factory" else GGMLType[name]
+    arch = request.node.callspec.params["model"][0]
+    qtype = GGMLType[MODELS[arch][1].get("qtype", "F32") if name == "factory" else name]
     assert err < (2e-3 if select(qtype).name == "portable" else 6e-2), err
 
 
