@@ -47,7 +47,7 @@ LAYERS_OF_27B = 46
 def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "gemma2")
     dims = hp.decoder_dims()
-    context = hp.context_length(8192)
+    context = hp.context_length()
     rope = hp.rope(context)
     swa_rope = dataclasses.replace(rope, base=hp.float("rope.freq_base_swa", 0.0, 1e12, rope.base, open_lo=True))
     window = hp.int("attention.sliding_window", 1, LIMITS.context, 4096)

@@ -32,7 +32,7 @@ def load(gguf: GGUFFile) -> Transformer:
         raise UnsupportedModel(f"{gguf.path}: granite files with experts ('granite.expert_count') are not supported")
     dims = hp.decoder_dims()
     n_rot = hp.rope_dims(dims["head_dim"], partial=False)
-    context = hp.context_length(4096)
+    context = hp.context_length()
     rope = hp.rope(context) if hp.bool("rope.scaling.finetuned", True) else None
     attn_scale = hp.float("attention.scale", 0.0, LIMITS.multiplier, 0.0)
     cfg = TransformerConfig(

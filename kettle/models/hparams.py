@@ -10,8 +10,11 @@ values against each other (heads divisible, rope within the head). The
 binder (``base.bind_weights``) then checks every tensor's shape against the
 same values, so the kernels' sizes all come from one checked description.
 
-A key that is absent takes the architecture's documented default; a key that
-is present but unusable is an error, never a silent default.
+A key llama.cpp requires of an architecture is required here too (an error
+naming it); a key llama.cpp defaults takes llama.cpp's default (the first
+architectures, llama, qwen2 and gemma3, keep kettle's older defaults for the
+epsilon and the context); a key that is present but unusable is an error,
+never a silent default.
 """
 
 from __future__ import annotations
@@ -245,7 +248,9 @@ class HParams:
         n = self.int(name, 0, LIMITS.layers, period)
         return tuple(n == 0 or i % n < n - 1 for i in range(n_layer))
 
-    def context_length(self, default: int) -> int:
+    def context_length(self, default: Any = _MISSING) -> int:
+        """``context_length``; required unless a default is given (llama.cpp requires it;
+        kettle's first architectures take a default)."""
         return self.int("context_length", 1, LIMITS.context, default)
 
     def rms_eps(self, default: Any = _MISSING) -> float:

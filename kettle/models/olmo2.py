@@ -42,7 +42,7 @@ WEIGHTS = [
 def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "olmo2")
     dims = hp.decoder_dims()
-    context = hp.context_length(4096)
+    context = hp.context_length()
     rope = hp.rope(context)
     window = hp.int("attention.sliding_window", 0, LIMITS.context, 0)
     if window:

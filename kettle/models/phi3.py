@@ -48,7 +48,7 @@ def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "phi3")
     dims = hp.decoder_dims()
     n_rot = hp.rope_dims(dims["head_dim"], partial=True)
-    context = hp.context_length(4096)
+    context = hp.context_length()
     rope = hp.rope(context, longrope=True)
     fused = "blk.0.attn_qkv.weight" in gguf.tensors
     cfg = TransformerConfig(

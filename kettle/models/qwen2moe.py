@@ -38,7 +38,7 @@ def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "qwen2moe")
     dims = hp.decoder_dims()
     moe = hp.moe(norm_weights=False, shared=True, n_ff=dims["n_ff"])
-    context = hp.context_length(32768)
+    context = hp.context_length()
     rope = hp.rope(context)
     cfg = TransformerConfig(
         arch="qwen2moe",

@@ -37,7 +37,7 @@ def config(gguf: GGUFFile, arch: str, moe: MoEConfig | None = None, n_ff_default
     """The qwen3 block's config (``moe``: its experts, for qwen3moe) and the shape names."""
     hp = HParams(gguf, arch)
     dims = hp.decoder_dims(n_ff_default) if n_ff_default is not None else hp.decoder_dims()
-    context = hp.context_length(40960)
+    context = hp.context_length()
     rope = hp.rope(context)
     cfg = TransformerConfig(
         arch=arch,

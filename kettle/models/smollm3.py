@@ -20,7 +20,7 @@ def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "smollm3")
     dims = hp.decoder_dims()
     n_rot = hp.rope_dims(dims["head_dim"], partial=False)
-    context = hp.context_length(65536)
+    context = hp.context_length()
     rope = hp.rope(context)
     cfg = TransformerConfig(
         arch="smollm3",

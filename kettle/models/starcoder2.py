@@ -39,7 +39,7 @@ WEIGHTS = [
 def load(gguf: GGUFFile) -> Transformer:
     hp = HParams(gguf, "starcoder2")
     dims = hp.decoder_dims()
-    context = hp.context_length(16384)
+    context = hp.context_length()
     rope = hp.rope(context)
     cfg = TransformerConfig(
         arch="starcoder2",

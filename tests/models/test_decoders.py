@@ -184,6 +184,7 @@ def test_longrope_picks_factors_by_the_context():
 HOSTILE = {
     # case: (model, metadata changes (None removes), the key the error must name)
     "rms eps missing": ("qwen3", {"attention.layer_norm_rms_epsilon": None}, "qwen3.attention.layer_norm_rms_epsilon"),
+    "context missing": ("phi3", {"context_length": None}, "phi3.context_length"),
     "no expert count": ("qwen3moe", {"expert_count": None}, "qwen3moe.expert_count"),
     "more used than experts": ("qwen3moe", {"expert_used_count": 7}, "qwen3moe.expert_used_count"),
     "no expert width": ("qwen3moe", {"expert_feed_forward_length": None}, "qwen3moe.expert_feed_forward_length"),
