@@ -239,12 +239,9 @@ class HParams:
         value = self._raw(name, None)
         if isinstance(value, np.ndarray) and value.dtype == np.bool_:
             if value.shape != (n_layer,):
-                raise MetadataError(self.gguf.path, self.key(name), _short(value), f"{n_layer} booleans (one per layer)")
+                raise MetadataError(self.gguf.path, self.key(name), _short(value),
+                                    f"{n_layer} booleans (one per layer)")
             return tuple(bool(v) for v in value)
-        if isinstance(value, list) and all(isinstance(v, bool) for v in value):
-            if len(value) != n_layer:
-                raise MetadataError(self.gguf.path, self.key(name), _short(value), f"{n_layer} booleans (one per layer)")
-            return tuple(value)
         n = self.int(name, 0, LIMITS.layers, period)
         return tuple(n == 0 or i % n < n - 1 for i in range(n_layer))
 

@@ -298,8 +298,10 @@ class _Block:
 
             self.ffn = MoEFeedForward(cfg, w, p, self.act)
         else:
-            self.w_gate, self.w_up, self.w_down = w.get(p + "ffn_gate.weight"), w[p + "ffn_up.weight"], w[p + "ffn_down.weight"]
-            self.b_gate, self.b_up, self.b_down = w.get(p + "ffn_gate.bias"), w.get(p + "ffn_up.bias"), w.get(p + "ffn_down.bias")
+            self.w_gate, self.w_up = w.get(p + "ffn_gate.weight"), w[p + "ffn_up.weight"]
+            self.w_down = w[p + "ffn_down.weight"]
+            self.b_gate, self.b_up = w.get(p + "ffn_gate.bias"), w.get(p + "ffn_up.bias")
+            self.b_down = w.get(p + "ffn_down.bias")
             if cfg.feed_forward is FeedForward.GATED:
                 self.gate_up = MatmulGroup((self.w_gate, self.w_up))
             self.ffn = self._dense_ffn

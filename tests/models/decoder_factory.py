@@ -60,7 +60,8 @@ ORACLE_MODELS = [name for name, (_, opts) in MODELS.items() if opts.get("oracle"
 
 
 def _weight_specs(arch: str, opts: dict[str, Any]) -> list:
-    from kettle.models import gemma2, gemma3, granite, llama, olmo2, phi3, qwen2moe, qwen3, qwen3moe, smollm3, starcoder2
+    from kettle.models import gemma2, gemma3, granite, llama, olmo2, phi3, qwen2moe, qwen3, qwen3moe, smollm3
+    from kettle.models import starcoder2
 
     table = {
         "llama": llama.MOE_WEIGHTS if opts.get("experts") else llama.WEIGHTS, "qwen2": llama.QWEN2_WEIGHTS,

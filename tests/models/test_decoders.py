@@ -192,7 +192,8 @@ HOSTILE = {
     "no logit scale": ("granite", {"logit_scale": None}, "granite.logit_scale"),
     "logit scale 0": ("granite", {"logit_scale": 0.0}, "granite.logit_scale"),
     "residual scale inf": ("granite", {"residual_scale": float("inf")}, "granite.residual_scale"),
-    "no layer-norm eps": ("starcoder2", {"attention.layer_norm_epsilon": None}, "starcoder2.attention.layer_norm_epsilon"),
+    "no layer-norm eps": ("starcoder2", {"attention.layer_norm_epsilon": None},
+                          "starcoder2.attention.layer_norm_epsilon"),
     "unknown rope scaling": ("llama-yarn", {"rope.scaling.type": "dynamic"}, "llama.rope.scaling.type"),
     "negative rope factor": ("llama-yarn", {"rope.scaling.factor": -2.0}, "llama.rope.scaling.factor"),
     "nan rope factor": ("llama-yarn", {"rope.scaling.factor": float("nan")}, "llama.rope.scaling.factor"),
@@ -233,7 +234,8 @@ def test_a_swa_pattern_of_the_wrong_length_is_refused(tmp_path):
 
     meta, tensors = decoder_parts("gemma2")
     meta["gemma2.attention.sliding_window_pattern"] = Typed([True, False, True], "ARRAY", "BOOL")
-    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, pytest.raises(MetadataError, match="4 booleans"):
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, \
+            pytest.raises(MetadataError, match="4 booleans"):
         load_model(f)
 
 
@@ -243,7 +245,8 @@ def test_hostile_rope_factors_are_refused(value, tmp_path):
 
     meta, tensors = decoder_parts("llama31")
     tensors["rope_freqs.weight"] = np.full_like(tensors["rope_freqs.weight"], value)
-    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, pytest.raises(WeightError, match="rope factors"):
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", meta, tensors)) as f, \
+            pytest.raises(WeightError, match="rope factors"):
         load_model(f)
 
 
