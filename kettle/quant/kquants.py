@@ -23,15 +23,16 @@ low nibbles in bytes 0..7 (groups 0..7 low, 8..15 high), 2 high bits of group
 Q4_K/Q5_K: 8 6-bit scales and mins in 12 bytes (``_kq_scale_min``);
 ``x = d*scale * q - dmin*min``. Q6_K: int8 scales; ``x = d*scale * (q - 32)``.
 
-The quantizers are kettle's own simple ones (per-group range, then the group
-scales quantized against the super-block scale); no importance matrix.
+The quantizers are llama.cpp's (no importance matrix), byte for byte: the
+numba kernels in ``encode``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kettle.quant.formats import QuantFormat, field, half, half_bytes, reciprocal, round_half_away
+from kettle.quant.encode import encode_k
+from kettle.quant.formats import QuantFormat, field, half
 from kettle.quant.types import K_SCALE_SIZE, QK_K, GGMLType
 
 
@@ -43,16 +44,6 @@ def _crumbs(packed: np.ndarray, shifts: int) -> np.ndarray:
     rows = packed.reshape(n, width // 32, 1, 32)
     out = (rows >> (np.arange(shifts, dtype=np.uint8) * bits).reshape(1, 1, shifts, 1)) & ((1 << bits) - 1)
     return out.reshape(n, -1)
-
-
-def _merge_crumbs(values: np.ndarray, shifts: int) -> np.ndarray:
-    """Inverse of ``_crumbs``."""
-    n = values.shape[0]
-    bits = 8 // shifts
-    parts = values.reshape(n, -1, shifts, 32).astype(np.uint8) << (np.arange(shifts, dtype=np.uint8) * bits).reshape(
-        1, 1, shifts, 1
-    )
-    return np.bitwise_or.reduce(parts, axis=2).reshape(n, -1)
 
 
 def _groups(values: np.ndarray, size: int) -> np.ndarray:
@@ -72,15 +63,6 @@ def _kq_scale_min(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return scales, mins
 
 
-def _kq_pack_scale_min(scales: np.ndarray, mins: np.ndarray) -> np.ndarray:
-    """Inverse of ``_kq_scale_min``: (n, 8) + (n, 8) values 0..63 -> (n, 12) bytes."""
-    sc, m = scales.astype(np.uint8), mins.astype(np.uint8)
-    first = sc[:, :4] | ((sc[:, 4:] >> 4) << 6)
-    second = m[:, :4] | ((m[:, 4:] >> 4) << 6)
-    tail = (sc[:, 4:] & 0x0F) | ((m[:, 4:] & 0x0F) << 4)
-    return np.concatenate([first, second, tail], axis=1)
-
-
 def _q3_scales(packed: np.ndarray) -> np.ndarray:
     """Q3_K: 12 bytes -> 16 signed group scales as float32 (n, 16)."""
     low = np.concatenate([packed[:, 0:8] & 0x0F, packed[:, 0:8] >> 4], axis=1)
@@ -88,51 +70,6 @@ def _q3_scales(packed: np.ndarray) -> np.ndarray:
         -1, 16
     )
     return ((low | (high << 4)).astype(np.int8) - np.int8(32)).astype(np.float32)
-
-
-def _q3_pack_scales(stored: np.ndarray) -> np.ndarray:
-    """Inverse of ``_q3_scales`` on the stored values (scale + 32, 0..63): (n, 16) -> (n, 12)."""
-    s = stored.astype(np.uint8)
-    low = (s[:, :8] & 0x0F) | ((s[:, 8:] & 0x0F) << 4)
-    high = np.bitwise_or.reduce(
-        (s >> 4).reshape(-1, 4, 4) << (np.arange(4, dtype=np.uint8) * 2).reshape(1, 4, 1), axis=1
-    )
-    return np.concatenate([low, high], axis=1)
-
-
-def _scaled_codes(values: np.ndarray, step: np.ndarray, offset: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """round((x + offset) / step) clipped to lo..hi, per group; a zero step gives code ``max(lo, 0)``."""
-    return np.clip(round_half_away((values + offset) * reciprocal(step)), lo, hi)
-
-
-def _affine_quantize(values: np.ndarray, group: int, levels: int, scale_levels: int):
-    """Shared by Q2_K/Q4_K/Q5_K: x ~ d*sc*q - dmin*m with q in 0..levels-1, sc, m in 0..scale_levels.
-
-    Returns (d, dmin) float32 (n, 1), sc, m (n, groups) and codes (n, 256).
-    """
-    g = _groups(values, group)
-    lo = np.minimum(g.min(axis=2), 0)  # (n, groups): mins never positive, so m >= 0
-    step = (g.max(axis=2) - lo) / np.float32(levels - 1)
-    d = half(half_bytes(step.max(axis=1, keepdims=True) / np.float32(scale_levels)), 0)
-    dmin = half(half_bytes(-lo.min(axis=1, keepdims=True) / np.float32(scale_levels)), 0)
-    sc = np.clip(round_half_away(step * reciprocal(d)), 0, scale_levels)
-    m = np.clip(round_half_away(-lo * reciprocal(dmin)), 0, scale_levels)
-    codes = _scaled_codes(g, (d * sc)[..., None], (dmin * m)[..., None], 0, levels - 1)
-    return (d, dmin, sc.astype(np.uint8), m.astype(np.uint8), codes.reshape(values.shape).astype(np.uint8))
-
-
-def _symmetric_quantize(values: np.ndarray, group: int, code_max: int, scale_max: int):
-    """Shared by Q3_K/Q6_K: x ~ d*sc*q with q in -code_max..code_max-1, sc in -scale_max..scale_max-1.
-
-    Returns d float32 (n, 1), sc int (n, groups), codes int (n, 256).
-    """
-    g = _groups(values, group)
-    at = np.abs(g).argmax(axis=2)[..., None]
-    step = np.take_along_axis(g, at, axis=2)[..., 0] / np.float32(-code_max)  # (n, groups)
-    d = half(half_bytes(np.abs(step).max(axis=1, keepdims=True) / np.float32(scale_max)), 0)
-    sc = np.clip(round_half_away(step * reciprocal(d)), -scale_max, scale_max - 1)
-    codes = _scaled_codes(g, (d * sc)[..., None], np.float32(0), -code_max, code_max - 1)
-    return d, sc.astype(np.int32), codes.reshape(values.shape).astype(np.int32)
 
 
 class Q2_K(QuantFormat, ggml_type=GGMLType.Q2_K):
@@ -146,9 +83,7 @@ class Q2_K(QuantFormat, ggml_type=GGMLType.Q2_K):
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
-        d, dmin, sc, m, codes = _affine_quantize(values, 16, 4, 15)
-        parts = [sc | (m << 4), _merge_crumbs(codes, 4), half_bytes(d), half_bytes(dmin)]
-        return np.concatenate(parts, axis=1)
+        return encode_k("Q2_K", values)
 
 
 class Q3_K(QuantFormat, ggml_type=GGMLType.Q3_K):
@@ -162,10 +97,7 @@ class Q3_K(QuantFormat, ggml_type=GGMLType.Q3_K):
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
-        d, sc, codes = _symmetric_quantize(values, 16, 4, 32)
-        biased = (codes + 4).astype(np.uint8)  # 0..7: low 2 bits, then the "no -4" bit
-        parts = [_merge_crumbs(biased >> 2, 8), _merge_crumbs(biased & 3, 4), _q3_pack_scales(sc + 32), half_bytes(d)]
-        return np.concatenate(parts, axis=1)
+        return encode_k("Q3_K", values)
 
 
 def _k_nibbles(packed: np.ndarray) -> np.ndarray:
@@ -184,9 +116,7 @@ class Q4_K(QuantFormat, ggml_type=GGMLType.Q4_K):
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
-        d, dmin, sc, m, codes = _affine_quantize(values, 32, 16, 63)
-        parts = [half_bytes(d), half_bytes(dmin), _kq_pack_scale_min(sc, m), _merge_crumbs(codes, 2)]
-        return np.concatenate(parts, axis=1)
+        return encode_k("Q4_K", values)
 
 
 class Q5_K(QuantFormat, ggml_type=GGMLType.Q5_K):
@@ -200,15 +130,7 @@ class Q5_K(QuantFormat, ggml_type=GGMLType.Q5_K):
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
-        d, dmin, sc, m, codes = _affine_quantize(values, 32, 32, 63)
-        parts = [
-            half_bytes(d),
-            half_bytes(dmin),
-            _kq_pack_scale_min(sc, m),
-            _merge_crumbs(codes >> 4, 8),
-            _merge_crumbs(codes & 0x0F, 2),
-        ]
-        return np.concatenate(parts, axis=1)
+        return encode_k("Q5_K", values)
 
 
 def _q6_low_order(low: np.ndarray) -> np.ndarray:
@@ -228,10 +150,4 @@ class Q6_K(QuantFormat, ggml_type=GGMLType.Q6_K):
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
-        d, sc, codes = _symmetric_quantize(values, 16, 32, 128)
-        biased = (codes + 32).astype(np.uint8)  # 0..63
-        n = values.shape[0]
-        low = (biased & 0x0F).reshape(n, 2, 2, 64)
-        ql = (low[:, :, 0, :] | (low[:, :, 1, :] << 4)).reshape(n, 128)
-        parts = [ql, _merge_crumbs(biased >> 4, 4), sc.astype(np.int8).view(np.uint8), half_bytes(d)]
-        return np.concatenate(parts, axis=1)
+        return encode_k("Q6_K", values)
