@@ -88,6 +88,18 @@ def bits_to_f32(typingctx, bits):
     return types.float32(bits), codegen
 
 
+@intrinsic
+def f32_to_bits(typingctx, value):
+    """The IEEE bit pattern of the float32 ``value`` as uint32 (the inverse of ``bits_to_f32``)."""
+    if not isinstance(value, types.Float) or value.bitwidth != 32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+
+    return types.uint32(value), codegen
+
+
 def _load_le(typingctx, raw, row, at, width):
     """Shared typing/codegen of ``load_u16`` / ``load_u32``."""
     if not (isinstance(raw, types.Array) and raw.dtype == types.uint8 and raw.ndim == 2 and raw.layout == "C"):

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from kettle.quant._jit import bits_to_f32, f16_table
+from kettle.quant._jit import bits_to_f32, f16_table, f32_to_bits
 
 F32 = np.float32
 QK_K = 256
@@ -31,9 +31,7 @@ _par = numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 
 @_jit
 def _f32_bits(v):
-    a = np.empty(1, np.float32)
-    a[0] = v
-    return np.int64(a.view(np.uint32)[0])
+    return np.int64(f32_to_bits(F32(v)))
 
 
 @_jit
