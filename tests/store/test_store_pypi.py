@@ -241,9 +241,8 @@ def test_an_installed_package_is_used_without_the_network(store: Store, gguf: by
 
 
 def test_the_bundled_cache_is_filled_once_and_copied_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import smollm2_file
-
     from kettle.store import pull_bundled
+    from tests.conftest import smollm2_file
 
     source = smollm2_file()  # the test session's cache store
     monkeypatch.setenv("KETTLE_BUNDLED_CACHE", str(tmp_path / "cache"))
