@@ -16,9 +16,10 @@ over outlines-core and xgrammar:
 
 ``compile_format(tokenizer, fmt)`` turns a request's ``format`` into a factory of
 ``GrammarConstraint``\\ s, which implement ``kettle.engine.batch.Constraint``
-(``mask`` / ``accept`` / ``is_complete``). JSON is generated compactly with one
-space after ``,`` and ``:`` and no other whitespace, so a small model cannot loop
-on whitespace forever.
+(``mask`` / ``accept`` / ``is_complete``). Between JSON tokens the model may write
+the whitespace llama.cpp's ``json.gbnf`` allows (nothing, one space, or a newline and
+up to 20 spaces or tabs), so it can indent as it was trained to, but never loop on
+blanks; nothing may follow the top-level value, so generation stops at its end.
 
 The tokenizer must provide ``vocab_size``, ``token_to_piece(id, special)`` (bytes),
 ``is_eog(id)``, ``encode(text, add_special, parse_special)`` and ``bos_id``. Control
@@ -47,8 +48,11 @@ SPECIAL_MARK = b"\xff"
 # `format: "json"`: any JSON object, as ollama (and llama.cpp's json.gbnf) mean it.
 ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
-# Compact, fixed layout: no free whitespace for a small model to repeat forever.
-JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+# Whitespace between tokens as llama.cpp's json.gbnf bounds it (`ws ::= | " " | "\n" [ \t]{0,20}`):
+# indented JSON is allowed, an endless run of blanks is not. Forbidding all whitespace made small
+# models write junk keys (`{",": 1}`), since the layout they want was masked away.
+JSON_WHITESPACE = r"( |\n[ \t]{0,20})?"
+JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": True, "whitespace_pattern": JSON_WHITESPACE}
 
 
 class TokenizerLike(Protocol):

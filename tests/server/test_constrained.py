@@ -131,3 +131,34 @@ def test_bad_formats_are_invalid_parameters(fmt: object) -> None:
     with pytest.raises(InvalidParameter) as err:
         compile_format(ByteTokenizer(), fmt)
     assert err.value.name == "format"
+
+
+def _consumes(tok: ByteTokenizer, fmt: object, text: str) -> tuple[bool, bool]:
+    """(every byte of ``text`` accepted, the constraint complete after it)."""
+    constraint = compile_format(tok, fmt)()
+    for token in tok.encode(text, add_special=False):
+        logits = np.zeros(tok.vocab_size, dtype=np.float32)
+        constraint.mask(logits)
+        if not np.isfinite(logits[token]):
+            return False, False
+        constraint.accept(token)
+    return True, constraint.is_complete()
+
+
+def test_json_mode_allows_indented_json_and_stops_at_its_end() -> None:
+    tok = ByteTokenizer()
+    value = {"name": "Ann", "tags": ["a", "b"], "inner": {"ok": True, "n": None}}
+    for text in (json.dumps(value, indent=2), json.dumps(value, indent="\t"), json.dumps(value),
+                 json.dumps(value, separators=(",", ":"))):
+        assert _consumes(tok, "json", text) == (True, True), text
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert _consumes(tok, schema, '{\n  "n": 3\n}') == (True, True)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1}\n', '{"a": 1} ', '{\n' + " " * 21 + '"a": 1}', '{\n\n"a": 1}',
+                                  '{"a":  1}'])
+def test_json_mode_bounds_whitespace(text: str) -> None:
+    """Nothing after the value; between tokens at most a newline and 20 blanks (json.gbnf's bound)."""
+    accepted, _ = _consumes(ByteTokenizer(), "json", text)
+    assert not accepted
+
