@@ -190,6 +190,8 @@ class GGUFFile:
         self.size = size
         self._views: list[weakref.ref[np.ndarray]] = []  # the tensor views handed out
         self.metadata: dict[str, Any] = {}
+        # key -> (value type, element type of an array or None), in file order
+        self.value_types: dict[str, tuple[ValueType, ValueType | None]] = {}
         self.tensors: dict[str, TensorInfo] = {}
         try:
             self._parse()
@@ -223,7 +225,12 @@ class GGUFFile:
         for i in range(n_kv):
             key = cur.string(f"metadata key #{i}", MAX_KEY_BYTES)
             vtype = cur.value_type(f"metadata '{key}'")
+            etype = None
+            if vtype == ValueType.ARRAY:  # peek at the element type (the array reader checks it)
+                cur.need(4, f"elements of metadata '{key}'")
+                etype = _U32.unpack_from(cur.buf, cur.pos)[0]
             value = cur.value(vtype, f"metadata '{key}'")
+            self.value_types[key] = (vtype, None if etype is None else ValueType(etype))
             if key in self.metadata:
                 raise cur.fail(f"duplicate metadata key '{key}'")
             self.metadata[key] = value

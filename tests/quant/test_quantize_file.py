@@ -1,0 +1,80 @@
+"""kettle quantize against llama.cpp: every output tensor byte-identical (sha256 fixtures), hostile input refused."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kettle.errors import GGUFError, InvalidParameter
+from kettle.gguf import GGUFFile
+from kettle.quant.file import QuantizeError, quantize_file
+from tests.quant.quantize_cases import MODELS, TYPES, digests, make_model
+
+ORACLE = json.loads(Path(__file__).with_name("quantize_oracle.json").read_text())["models"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("quantize")
+    return {name: make_model(d, name) for name in MODELS}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("qtype", TYPES)
+def test_quantized_bytes_equal_llama_cpp(models, tmp_path, model, qtype):
+    out = tmp_path / "out.gguf"
+    quantize_file(models[model], out, qtype)
+    ours, theirs = digests(out), ORACLE[model][qtype]
+    assert ours["order"] == theirs["order"]  # llama.cpp's tensor order
+    for name, (ggml_type, digest) in theirs["tensors"].items():
+        assert ours["tensors"][name] == [ggml_type, digest], name
+    assert ours["file"] == theirs["file"]  # the metadata too: the whole file is the same
+
+
+def test_metadata_and_file_type(models, tmp_path):
+    out = tmp_path / "q.gguf"
+    quantize_file(models["llama256_f32"], out, "q4_K_M")  # ollama's spelling
+    with GGUFFile(models["llama256_f32"]) as src, GGUFFile(out) as dst:
+        assert list(dst.metadata)[-2:] == ["general.quantization_version", "general.file_type"]
+        assert dst.metadata["general.file_type"] == 15 and dst.metadata["general.quantization_version"] == 2
+        for key, value in src.metadata.items():
+            np.testing.assert_equal(dst.metadata[key], value)
+
+
+def test_requantize_refused_unless_allowed(models, tmp_path):
+    q8 = tmp_path / "q8.gguf"
+    quantize_file(models["llama256_f32"], q8, "Q8_0")
+    with pytest.raises(QuantizeError, match="already Q8_0.*--allow-requantize"):
+        quantize_file(q8, tmp_path / "q4.gguf", "Q4_0")
+    assert not (tmp_path / "q4.gguf").exists() and not (tmp_path / "q4.gguf.partial").exists()
+    quantize_file(q8, tmp_path / "q4.gguf", "Q4_0", allow_requantize=True)
+    with GGUFFile(tmp_path / "q4.gguf") as g:
+        assert g.tensors["blk.0.attn_q.weight"].ggml_type.name == "Q4_0"
+
+
+def test_unknown_type(models, tmp_path):
+    with pytest.raises(InvalidParameter, match="unknown quantization type"):
+        quantize_file(models["llama96_f32"], tmp_path / "x.gguf", "Q7_K")
+
+
+def test_hostile_offsets_are_refused(models, tmp_path):
+    """A tensor whose offset points past the end of the file is refused before any read."""
+    data = bytearray(models["llama96_f32"].read_bytes())
+    with GGUFFile(models["llama96_f32"]) as g:
+        name = next(iter(g.tensors))
+        rel = g.tensors[name].offset - g.data_offset
+    marker = name.encode()
+    at = data.index(struct.pack("<Q", len(marker)) + marker) + 8 + len(marker)
+    n_dims = struct.unpack_from("<I", data, at)[0]
+    off_at = at + 4 + 8 * n_dims + 4
+    assert struct.unpack_from("<Q", data, off_at)[0] == rel
+    struct.pack_into("<Q", data, off_at, 1 << 40)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(GGUFError, match="past the end of the file"):
+        quantize_file(bad, tmp_path / "out.gguf", "Q4_0")
+    assert not (tmp_path / "out.gguf").exists()
