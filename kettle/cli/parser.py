@@ -33,11 +33,28 @@ def _environment(*names: str) -> str:
     return "Environment:\n" + "\n".join(lines)
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A command's parser that takes flags between its words, as ollama's does
+    (``kettle run smollm2 --verbose "hi"``): argparse alone stops filling a
+    ``nargs="*"`` positional at the first flag and refuses the words after it."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._mixing:  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="kettle", description=DESCRIPTION, formatter_class=formatter)
     parser.add_argument("-v", "--version", action="store_true", help="show version information")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_IntermixedParser)
     host_env = _environment("KETTLE_HOST")
 
     def command(name: str, summary: str, handler, *, aliases: tuple[str, ...] = (), description: str = "",
@@ -66,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the GGUF to write (default: HF_DIR-<TYPE>.gguf beside the folder)")
     p.add_argument("--outtype", default="f16", choices=("f16", "bf16", "f32", "q8_0"),
                    help="the type of the matrices (vectors stay f32; default f16)")
+
+    p = command("quantize", "Quantize a GGUF file as llama-quantize does", commands.cmd_quantize,
+                description="Write OUT.gguf: IN.gguf (F32/F16/BF16 weights) quantized to TYPE, byte for byte "
+                            "as llama.cpp's llama-quantize (no importance matrix). TYPE: F32 F16 BF16 Q4_0 Q4_1 "
+                            "Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K "
+                            "(Q3_K, Q4_K, Q5_K: the _M mixes; any case).", epilog=" ")
+    p.add_argument("input", metavar="IN.gguf")
+    p.add_argument("output", metavar="OUT.gguf")
+    p.add_argument("type", metavar="TYPE")
+    p.add_argument("--allow-requantize", action="store_true",
+                   help="re-encode tensors that are already quantized (loses quality)")
 
     p = command("show", "Show information for a model", commands.cmd_show)
     p.add_argument("model", metavar="MODEL")

@@ -71,7 +71,7 @@ VERBOSE_LINES = [
 
 @pytest.mark.slow
 def test_verbose_prints_ollamas_timing_lines(kettle: Kettle) -> None:
-    result = kettle("run", "greedy", "Say hi.", "--verbose")
+    result = kettle("run", "greedy", "--verbose", "Say hi.")  # flags between the model and the prompt
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == len(VERBOSE_LINES), result.stderr
@@ -83,6 +83,27 @@ def test_verbose_prints_ollamas_timing_lines(kettle: Kettle) -> None:
 
 @pytest.mark.slow
 def test_format_json_output_parses(kettle: Kettle) -> None:
-    result = kettle("run", "greedy", "Describe a cat as JSON with keys name and color.", "--format", "json")
+    result = kettle("run", "greedy", "--format", "json", "--nowordwrap",
+                    "Describe a cat as JSON with keys name and color.")
     assert result.returncode == 0, result.stderr
     json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "smollm2", "--verbose", "hi", "there"],
+    ["run", "smollm2", "hi", "--verbose", "there"],
+    ["run", "--verbose", "smollm2", "hi", "there"],
+    ["run", "smollm2", "hi", "there", "--verbose"],
+])
+def test_flags_anywhere_on_run(argv: list[str]) -> None:
+    from kettle.cli.parser import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.words == ["smollm2", "hi", "there"] and args.verbose
+
+
+def test_format_and_nowordwrap_between_words() -> None:
+    from kettle.cli.parser import build_parser
+
+    args = build_parser().parse_args(["run", "smollm2", "--format", "json", "a", "--nowordwrap", "b"])
+    assert (args.words, args.format, args.nowordwrap) == (["smollm2", "a", "b"], "json", True)
