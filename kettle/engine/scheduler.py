@@ -21,7 +21,8 @@ Requests (``Ticket``) inside a READY model::
   recently used idle model when ``max_loaded`` are resident, reloading when the
   spec or a load-time option (num_ctx, num_batch, num_thread) differs. It waits on
   a condition while a model loads or drains, and raises ``ServerBusy`` at once when
-  ``max_queue`` requests already wait (for a model or for a slot).
+  ``max_queue`` requests already wait for a slot (requests a free slot will take
+  do not count, so none is refused while a slot is free).
 * ``Lease.submit(prompt_ids, params, sink)`` queues a generation; the model's worker
   thread admits it into a free engine slot at its next step (continuous batching:
   every active sequence decodes in one batched ``engine.step()``), and hands each
@@ -317,8 +318,9 @@ class Scheduler:
         with self._lock:
             if self._closed:
                 raise ServerBusy("the server is shutting down")
-            if self._queued >= self.max_queue:
-                raise ServerBusy(f"server busy: {self._queued} requests are already waiting (KETTLE_MAX_QUEUE)")
+            waiting = self._queued - self._free_slots(name)  # leases a free slot will take do not wait
+            if waiting >= self.max_queue:
+                raise ServerBusy(f"server busy: {waiting} requests are already waiting for a slot (KETTLE_MAX_QUEUE)")
             self._queued += 1
             try:
                 return self._acquire_locked(name, spec, load_options, ka, cancel)
@@ -326,6 +328,14 @@ class Scheduler:
                 self._queued -= 1
                 self._changed.notify_all()
                 raise
+
+    def _free_slots(self, name: str) -> int:
+        """Slots of model ``name`` no running request holds (lock held); a model not yet
+        loaded will have ``num_parallel``."""
+        r = self._models.get(name)
+        if r is None or r.model is None:
+            return self.num_parallel
+        return max(0, r.model.runner.n_slots - len(r.running))
 
     def plan(self, name: str, spec: Any, load_options: Any) -> tuple[Action, str | None]:
         """What ``acquire`` would do next for this request: (action, the model it acts on)."""

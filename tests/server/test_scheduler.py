@@ -338,14 +338,33 @@ def test_a_failed_load_leaves_nothing_behind() -> None:
 
 
 def test_queue_limit_answers_busy_at_once_and_recovers() -> None:
-    sched, _, _ = make(max_queue=2)
+    sched, _, _ = make(max_queue=2)  # 2 slots: 2 requests take them, 2 may wait
     first = sched.acquire("a", "A", 1)
     second = sched.acquire("a", "A", 1)
+    held = [sched.acquire("a", "A", 1) for _ in range(2)]
     with pytest.raises(ServerBusy):
         sched.acquire("a", "A", 1)
     first.release()
     sched.acquire("a", "A", 1).release()
     second.release()
+    for lease in held:
+        lease.release()
+    sched.close()
+
+
+def test_a_burst_no_larger_than_the_slots_is_never_refused() -> None:
+    """KETTLE_NUM_PARALLEL=8, KETTLE_MAX_QUEUE=4: a burst of 8 all get in (the queue
+    counts only requests that wait for a slot), and all 8 run together."""
+    sched, _, _ = make(num_parallel=8, max_queue=4)
+    leases = [sched.acquire("a", "A", 1) for _ in range(8)]
+    runs = [submit(lease, 10 * i, 3) for i, lease in enumerate(leases)]
+    for _, q in runs:
+        assert events(q)[-1].done
+    more = [sched.acquire("a", "A", 1) for _ in range(8 + 4)]  # 8 for the slots, 4 wait
+    with pytest.raises(ServerBusy):
+        sched.acquire("a", "A", 1)
+    for lease in leases + more:
+        lease.release()
     sched.close()
 
 
