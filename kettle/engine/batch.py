@@ -36,8 +36,9 @@ class Stats:
 
     total_duration: int = 0
     load_duration: int = 0
-    prompt_eval_count: int = 0
+    prompt_eval_count: int = 0  # the whole prompt, its cached prefix included (as ollama counts it)
     prompt_eval_duration: int = 0
+    prompt_cached_count: int = 0  # of those, the prefix reused from the slot's cache (not recomputed)
     eval_count: int = 0
     eval_duration: int = 0
     draft_count: int = 0  # tokens proposed by speculative decoding
@@ -130,6 +131,7 @@ class BatchEngine:
         cache.truncate(best, keep)
         seq.slot = best
         seq.pending = list(prompt_ids[keep:])
+        seq.stats.prompt_eval_count = seq.stats.prompt_cached_count = keep  # prefill adds the rest
         self.active.append(seq)
         return seq
 

@@ -92,7 +92,9 @@ def test_prefix_reuse(model):
     to_eval = len(seq2.pending)
     assert 1 <= to_eval <= 3  # only the new suffix is evaluated
     out = list(engine.run(seq2))
-    assert out[-1].stats.prompt_eval_count == to_eval
+    stats = out[-1].stats
+    assert stats.prompt_eval_count == len(seq2.prompt_ids)  # the whole prompt, as ollama counts it
+    assert stats.prompt_cached_count == len(seq2.prompt_ids) - to_eval  # of which reused
 
 
 def test_continuous_batching_matches_single(model):
