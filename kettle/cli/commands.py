@@ -78,8 +78,6 @@ def read_modelfile(path: Path) -> bytes:
 def cmd_create(args: argparse.Namespace, io: IO) -> int:
     from kettle.modelfile import parse
 
-    if args.quantize:
-        raise UsageError("--quantize is not supported by kettle yet: create from an already quantized GGUF")
     path = Path(args.file).expanduser()
     try:
         modelfile = parse(read_modelfile(path))
@@ -88,7 +86,7 @@ def cmd_create(args: argparse.Namespace, io: IO) -> int:
     with _backend() as backend:
         display = ProgressDisplay(io.stderr)
         try:
-            backend.create(args.model, modelfile, path.resolve().parent, display)
+            backend.create(args.model, modelfile, path.resolve().parent, display, quantize=args.quantize or None)
         except ModelfileError as e:
             raise ModelfileError(f"{args.file}: {e}") from None
         finally:
@@ -102,6 +100,18 @@ def cmd_convert(args: argparse.Namespace, io: IO) -> int:
 
     out = convert(args.hf_dir, args.outfile, args.outtype, progress=lambda line: io.stderr.write(f"writing {line}\n"))
     io.stdout.write(f"{out}\n")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace, io: IO) -> int:
+    """IN.gguf -> OUT.gguf quantized to TYPE (in this process; no server is involved)."""
+    from kettle.quant.file import quantize_file
+
+    if Path(args.input).resolve() == Path(args.output).resolve():
+        raise UsageError("the output must be another file than the input")
+    quantize_file(args.input, args.output, args.type, allow_requantize=args.allow_requantize,
+                  progress=lambda line: io.stderr.write(line + "\n"))
+    io.stdout.write(f"{args.output}\n")
     return 0
 
 

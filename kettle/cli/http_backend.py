@@ -257,8 +257,12 @@ class HttpBackend:
             body["messages"] = [dict(m) for m in spec.messages]
         return body
 
-    def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report) -> None:
-        for event in self._stream("/api/create", self.create_request(model, modelfile, base_dir)):
+    def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report,
+               quantize: str | None = None) -> None:
+        body = self.create_request(model, modelfile, base_dir)
+        if quantize:
+            body["quantize"] = quantize
+        for event in self._stream("/api/create", body):
             report(event)
 
     # -- generation --------------------------------------------------------------

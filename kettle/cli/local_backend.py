@@ -133,10 +133,12 @@ class LocalBackend:
 
         push_model(self.store, model, report, insecure=insecure)
 
-    def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report) -> None:
+    def create(self, model: str, modelfile: Modelfile, base_dir: Path, report: Report,
+               quantize: str | None = None) -> None:
         from kettle.modelfile import create_model
 
-        create_model(self.store, model, modelfile, base_dir, progress=lambda status: report({"status": status}))
+        create_model(self.store, model, modelfile, base_dir, progress=lambda status: report({"status": status}),
+                     quantize=quantize)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)

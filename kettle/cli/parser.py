@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("create", "Create a model from a Modelfile", commands.cmd_create)
     p.add_argument("model", metavar="MODEL")
     p.add_argument("-f", "--file", default="Modelfile", help="name of the Modelfile (default: Modelfile)")
-    p.add_argument("-q", "--quantize", default="", help="quantize the model to this level (not supported yet)")
+    p.add_argument("-q", "--quantize", default="", help="quantize an F32/F16/BF16 model to this level (q4_K_M, q8_0, ...: kettle quantize's types)")
 
     p = command("convert", "Convert a Hugging Face checkpoint folder to GGUF", commands.cmd_convert,
                 description="Convert a Hugging Face checkpoint (config.json, *.safetensors, tokenizer files) "

@@ -175,6 +175,29 @@ def _check_adapter(store: Store, layers: list[Layer], adapter: Layer, command: C
         raise ModelfileError(f"ADAPTER {command.value}: {e}", command.line) from None
 
 
+def _quantized(store: Store, layers: list[Layer], quantize: str, report: Report, track,
+               parent: str) -> tuple[list[Layer], ModelDetails]:
+    """The layers with the model layer quantized to ``quantize`` (ollama's ``create -q``)."""
+    from kettle.quant.file import quantize_file
+    from kettle.quant.mixes import file_type
+
+    model = next((layer for layer in layers if layer.media_type == MediaType.MODEL), None)
+    if model is None:
+        raise ModelfileError("--quantize: the model has no GGUF layer to quantize")
+    ft = file_type(quantize)
+    source = probe_gguf(store.blob_path(model.digest))
+    report(f"quantizing {source.quantization_level or 'F16'} model to {ft.name}")
+    tmp = store.temp_path()
+    try:
+        quantize_file(store.blob_path(model.digest), tmp, ft.name,
+                      progress=lambda line: report(f"quantizing {line.split(']', 1)[-1].strip()}"))
+        new = track(store.layer_for_blob(MediaType.MODEL, store.adopt_blob(tmp)), False)
+    finally:
+        tmp.unlink(missing_ok=True)
+    details = probe_gguf(store.blob_path(new.digest))
+    return [new if layer is model else layer for layer in layers], details.with_parent(parent) if parent else details
+
+
 def _replace(layers: list[Layer], media_types: tuple[str, ...], new: Layer | None) -> list[Layer]:
     kept = [layer for layer in layers if layer.media_type not in media_types]
     return kept + ([new] if new is not None else [])
@@ -188,12 +211,16 @@ def create_model(
     *,
     progress: Report | None = None,
     allow_paths: bool = True,
+    quantize: str | None = None,
 ) -> str:
     """Create (or replace) model ``name`` from a Modelfile; returns the manifest's hex digest.
 
     With ``allow_paths=False`` (a server) no file outside the store is ever opened: FROM
     is a store name, a bundled name or a blob digest, ADAPTER a blob digest, and every
     other value gets one answer, ``SERVER_FROM_NOT_FOUND`` / ``SERVER_ADAPTER_NOT_FOUND``.
+
+    ``quantize`` (ollama's ``-q``: ``q4_K_M``, ``q8_0``, any llama-quantize type) re-encodes an
+    F32/F16/BF16 model layer as ``kettle quantize`` does (an already quantized one is refused).
 
     Raises ModelfileError (with the line) for anything wrong in the Modelfile,
     StoreError for an invalid name or a failed write; nothing is left in the
@@ -212,7 +239,11 @@ def create_model(
         base = _resolve_base(store, spec.base, base_dir, report, allow_paths)
         if base.source is not None:
             opened.append(base.source)
-        return _write(store, target, spec, base, adapters, report)
+        if quantize:
+            from kettle.quant.mixes import file_type
+
+            file_type(quantize)  # an unknown type is refused before anything is written
+        return _write(store, target, spec, base, adapters, report, quantize or None)
     finally:
         for f in opened:
             f.close()
@@ -225,6 +256,7 @@ def _write(
     base: _Base,
     adapters: list[tuple[Layer | None, BinaryIO | Path | None]],
     report: Report,
+    quantize: str | None = None,
 ) -> str:
     added: list[str] = []
 
@@ -245,6 +277,9 @@ def _write(
                 report("copying model data")
                 digest = store.add_blob_stream(base.source)
                 layers = [track(store.layer_for_blob(MediaType.MODEL, digest), False)]
+            details = base.details
+            if quantize is not None:
+                layers, details = _quantized(store, layers, quantize, report, track, base.details.parent_model)
             for (layer, f), command in zip(adapters, spec.adapters, strict=True):
                 if isinstance(f, Path):
                     report(f"converting adapter {f.name}")
@@ -270,7 +305,7 @@ def _write(
                 data = json.dumps(list(spec.messages), ensure_ascii=False).encode()
                 layers = _replace(layers, (MediaType.MESSAGES,), text_layer(MediaType.MESSAGES, data))
             report("writing manifest")
-            digest = store.write_model(target, layers, base.details)
+            digest = store.write_model(target, layers, details)
     except BaseException:
         if added:
             store.prune(added)

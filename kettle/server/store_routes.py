@@ -27,6 +27,7 @@ from kettle.errors import DigestMismatch, ModelfileError, StoreError, StoreFull
 from kettle.modelfile import Command, Instruction, Modelfile, create_model, format_parameter, parse
 from kettle.modelfile.builder import SERVER_ADAPTER_NOT_FOUND, SERVER_FROM_NOT_FOUND
 from kettle.modelfile.parser import MESSAGE_ROLES
+from kettle.quant.mixes import file_type
 from kettle.server.ollama_routes import state_of
 from kettle.server.state import ServerState
 from kettle.server.streaming import JSON, NDJSON, EventStream, endpoint, ndjson, read_json
@@ -71,8 +72,6 @@ def _source(value: str, state: ServerState) -> str:
 def create_modelfile(body: dict[str, Any], state: ServerState) -> Modelfile:
     """ollama's JSON create request (or a legacy ``modelfile`` text) as a Modelfile."""
     f = Fields(body)
-    if f.str("quantize"):
-        raise RequestError("quantize is not supported by kettle yet: create from an already quantized GGUF")
     text = f.str("modelfile")
     if text is not None:
         modelfile = parse(text)
@@ -157,11 +156,14 @@ async def create(request: Request) -> Response:
     name = _model_field(f)
     state.catalog.check_name(name)
     modelfile = create_modelfile(body, state)
+    quantize = f.str("quantize") or None
+    if quantize:
+        file_type(quantize)  # an unknown type is a 400 before the stream starts
 
     def work(report: Report) -> None:
         with tempfile.TemporaryDirectory() as empty:  # and no path is opened at all (allow_paths)
             create_model(state.catalog.store, name, modelfile, Path(empty), allow_paths=False,
-                         progress=lambda status: report({"status": status}))
+                         progress=lambda status: report({"status": status}), quantize=quantize)
         state.scheduler.unload(parse_name(name).display())  # a loaded old version reloads
         report({"status": "success"})
 

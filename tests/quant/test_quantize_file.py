@@ -78,3 +78,37 @@ def test_hostile_offsets_are_refused(models, tmp_path):
     with pytest.raises(GGUFError, match="past the end of the file"):
         quantize_file(bad, tmp_path / "out.gguf", "Q4_0")
     assert not (tmp_path / "out.gguf").exists()
+
+
+def test_create_with_quantize_runs_the_quantized_model(models, tmp_path):
+    """create -q (in-process, as the CLI and /api/create do it): the model layer is the quantized file,
+    byte-identical with llama.cpp's, and the model answers."""
+    import kettle
+    from kettle.modelfile import create_model
+    from kettle.store import Store
+
+    store = Store(tmp_path / "store")
+    statuses: list[str] = []
+    create_model(store, "mini:q4", f"FROM {models['llama256_f32']}\n", tmp_path, progress=statuses.append,
+                 quantize="q4_K_M")
+    assert any(s.startswith("quantizing") and s.endswith("model to Q4_K_M") for s in statuses), statuses
+    assert statuses[-1] == "success"
+    want = ORACLE["llama256_f32"]["Q4_K_M"]["file"]  # blobs are named by their sha256
+    layer_path = store.blob_path("sha256:" + want)
+    assert layer_path.is_file()
+    model = kettle.load(str(layer_path))
+    assert len(model.generate("a b", num_predict=3, temperature=0).text()) >= 0
+    with pytest.raises(InvalidParameter):
+        create_model(store, "mini:bad", f"FROM {models['llama256_f32']}\n", tmp_path, quantize="q9")
+
+
+def test_cli_quantize(models, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli.gguf"
+    r = subprocess.run([sys.executable, "-m", "kettle", "quantize", str(models["llama96_f32"]), str(out), "Q6_K"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "F32 -> Q8_0" in r.stderr and "(copied)" in r.stderr  # progress lines; 96 columns fall back
+    assert digests(out)["file"] == ORACLE["llama96_f32"]["Q6_K"]["file"]
