@@ -97,9 +97,10 @@ class SamplingParams:
     mirostat_eta: float = option(Kind.FLOAT, 0.1, lo=0.0)
     """Mirostat learning rate; >= 0, default 0.1; 0 never adapts."""
 
-    seed: int = option(Kind.INT, -1, lo=-1)
-    """Random seed; >= -1, default -1 (a fresh random seed per request). The same seed with the
-    same logits gives the same tokens."""
+    seed: int = option(Kind.INT, -1, lo=-(2**63), hi=2**63 - 1)
+    """Random seed; any 64-bit signed integer (as OpenAI accepts), default -1: a fresh random
+    seed per request; every other value is a fixed seed. The same seed with the same logits
+    gives the same tokens."""
 
     stop: tuple[str, ...] = option(Kind.STRINGS, ())
     """Stop strings: generation ends where any of them appears, and the text from it on is not

@@ -75,7 +75,7 @@ class Sampler:
             params.repeat_penalty != 1.0 or params.presence_penalty != 0.0
             or params.frequency_penalty != 0.0
         )
-        self._rng = np.random.default_rng(None if params.seed < 0 else params.seed)
+        self._rng = np.random.default_rng(None if params.seed == -1 else params.seed % 2**64)
         self._ids = np.arange(vocab_size, dtype=np.int64)  # (V,) the full candidate set
         self._chain = build_chain(params)
         self._mirostat: MirostatV1 | MirostatV2 | None = None

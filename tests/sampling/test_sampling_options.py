@@ -31,7 +31,7 @@ SAMPLING_TABLE = [
     ("mirostat", [0, 1, 2, Mirostat.V2], [3, -1, 1.5, True, "1"]),
     ("mirostat_tau", [0.0, 5.0, 10], [-0.1, math.nan]),
     ("mirostat_eta", [0.0, 0.1, 1.0], [-0.1, math.inf]),
-    ("seed", [-1, 0, 42, 2**40], [-2, 1.5, "42", True, 2**64]),
+    ("seed", [-1, 0, 42, 2**40, -2, -(2**63), 2**63 - 1], [1.5, "42", True, 2**63, -(2**63) - 1, 2**64]),
     ("stop", [(), ("a",), ["a", "b"], "\n\n"], [("",), "", [1], ("a", None), 5, {"a": 1}]),
     ("num_predict", [-2, -1, 0, 1, 128], [-3, 12.5, "128"]),
     ("num_keep", [-1, 0, 4, 100], [-2, "4"]),
@@ -276,3 +276,17 @@ def test_token_limit(num_predict, expected):
 def test_greedy_property():
     assert SamplingParams(temperature=0).greedy and SamplingParams(temperature=-1).greedy
     assert not SamplingParams(temperature=0.01).greedy
+
+
+def test_negative_seeds_other_than_minus_one_are_fixed_seeds() -> None:
+    """OpenAI accepts any 64-bit seed; only -1 means random (a fresh seed per request)."""
+    from kettle.sampling.sampler import Sampler
+
+    logits = np.linspace(0.0, 1.0, 64).astype(np.float32)  # (n_vocab,)
+
+    def draws(seed: int) -> list[int]:
+        sampler = Sampler(SamplingParams(seed=seed, temperature=1.0), vocab_size=64)
+        return [sampler.sample(logits.copy()) for _ in range(20)]
+
+    assert draws(-2) == draws(-2) and draws(-(2**63)) == draws(-(2**63))
+    assert draws(-2) != draws(-3)
