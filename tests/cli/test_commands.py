@@ -134,5 +134,5 @@ def test_version_help_and_usage_errors(kettle: Kettle) -> None:
     assert top.returncode == 0 and "create" in top.stdout and "list (ls)" in top.stdout
     bad = kettle("frobnicate")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr and TRACEBACK not in bad.stderr
-    assert_error(kettle("create", "x", "-q", "q4_K_M"), "--quantize is not supported")
+    assert_error(kettle("quantize", "missing.gguf", "out.gguf", "Q4_0"), "not a regular file")
     assert_error(kettle("run", "smollm2", "hi", "--format", "yaml"), "only 'json'")
