@@ -176,9 +176,9 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...] | int) ->
 def quantize(values: np.ndarray, ggml_type: int) -> np.ndarray:
     """Encode float32 ``values`` (..., k) as ``ggml_type``: uint8 (..., row_nbytes(t, k)).
 
-    Bit-exact with ``gguf.quants.quantize`` for the types gguf-py can quantize
-    (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0); the K-quants use a simple
-    (no importance matrix) quantizer of kettle's own.
+    Byte-identical with llama.cpp's quantizer without an importance matrix
+    (ggml's ``quantize_row_*_ref``) for every supported type, and with
+    ``gguf.quants.quantize`` where gguf-py has one (F16, BF16, Q4_0 ... Q8_0).
     """
     fmt = _format(ggml_type)
     x = np.asarray(values)
