@@ -33,6 +33,7 @@ from starlette.routing import Route
 from kettle.errors import InvalidParameter
 from kettle.server.generation import Kind, collect, events
 from kettle.server.ollama_routes import embed_core, prepared, state_of
+from kettle.server.store_routes import remove_model
 from kettle.server.streaming import (
     JSON, SSE, SSE_DONE, EventStream, endpoint, log_unexpected, read_json, sse_event, until_disconnect,
 )
@@ -309,6 +310,9 @@ async def model(request: Request) -> Response:
     tags = await state.blocking(state.catalog.tags)
     for t in tags["models"]:
         if t["model"] == wanted or t["model"] == f"{wanted}:latest":
+            if request.method == "DELETE":  # as /api/delete does
+                await remove_model(state, t["model"])
+                return JSON({"id": wanted, "object": "model", "deleted": True})
             return JSON(model_object(t))
     raise RequestError(f"The model '{wanted}' does not exist", 404)
 
@@ -318,5 +322,5 @@ ROUTES = [
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),
-    Route("/v1/models/{model:path}", model, methods=["GET"]),
+    Route("/v1/models/{model:path}", model, methods=["GET", "DELETE"]),
 ]

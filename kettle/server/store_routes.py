@@ -216,11 +216,15 @@ async def copy(request: Request) -> Response:
 @endpoint()
 async def delete(request: Request) -> Response:
     state = state_of(request)
-    name = _model_field(Fields(await read_json(request)))
+    await remove_model(state, _model_field(Fields(await read_json(request))))
+    return Response(status_code=200)
+
+
+async def remove_model(state: Any, name: str) -> None:
+    """Delete a stored model and unload it (``/api/delete``, ``DELETE /v1/models/{id}``)."""
     state.catalog.check_name(name)
     await state.blocking(state.catalog.store.remove, name)
     state.scheduler.unload(parse_name(name).display())
-    return Response(status_code=200)
 
 
 @endpoint()
