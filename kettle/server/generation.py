@@ -141,6 +141,7 @@ class Prepared:
     params: SamplingParams | None = None
     constraint: Callable[[], Any] | None = None
     shutdown: Shutdown | None = None  # ends the generation when the server stops
+    stats: Any = None  # the engine's Stats once the generation is done (prompt_cached_count for /v1 usage)
 
 
 def _fit_chat(prompts: PromptBuilder, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -299,6 +300,7 @@ def _final(p: Prepared, text: str, done_reason: str, stats: Any, context: list[i
     out["done"] = True
     out["done_reason"] = done_reason
     if stats is not None:
+        p.stats = stats
         load_ns = p.lease.load_duration if p.lease is not None else 0
         out.update(
             total_duration=time.perf_counter_ns() - p.started, load_duration=load_ns,

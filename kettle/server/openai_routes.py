@@ -261,9 +261,17 @@ async def _run(request: Request, body: dict[str, Any], ollama_body: dict[str, An
     cid, created = f"{object_name}-{uuid.uuid4().hex[:24]}", int(time.time())
     if p.request.stream:
         chunk_object = "chat.completion.chunk" if kind is Kind.CHAT else "text_completion"
-        usage = (lambda obj: usage_chunk(obj, cid, created, chunk_object)) if stream_options.get("include_usage") else None
+        usage = ((lambda obj: _cached(usage_chunk(obj, cid, created, chunk_object), p))
+                 if stream_options.get("include_usage") else None)
         return EventStream(_sse(events(p), lambda obj, first: chunk(obj, cid, created, first), usage), SSE)
-    return JSON(respond(await until_disconnect(request, collect(p), lambda: None), cid, created))
+    return JSON(_cached(respond(await until_disconnect(request, collect(p), lambda: None), cid, created), p))
+
+
+def _cached(out: dict[str, Any], p: Any) -> dict[str, Any]:
+    """``usage.prompt_tokens_details.cached_tokens``: the prompt prefix reused from the KV cache."""
+    if "usage" in out and p.stats is not None:
+        out["usage"]["prompt_tokens_details"] = {"cached_tokens": p.stats.prompt_cached_count}
+    return out
 
 
 @endpoint(openai_error)

@@ -258,3 +258,16 @@ def test_openai_sdk_deletes_a_model_and_takes_any_64_bit_seed(server: Server) ->
     for seed in (-(2**63), -2, 2**63 - 1):
         reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, seed=seed)
         assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def test_openai_usage_counts_the_whole_prompt_and_says_what_was_cached(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    messages = [{"role": "user", "content": "Name three rivers of Europe, with one fact about each one of them."}]
+    first = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, temperature=0, seed=1)
+    second = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, temperature=0, seed=1)
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens > 10  # the cached prefix is counted
+    assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1  # all but the last
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage.prompt_tokens == first.usage.prompt_tokens
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == first.usage.prompt_tokens - 1
