@@ -48,7 +48,7 @@ def model_facts(g: GGUFFile) -> ModelFacts:
 
     def first_int(key: str, default: int) -> int:
         v = g.get(f"{arch}.{key}", default)
-        if isinstance(v, np.ndarray) or isinstance(v, list):  # per-layer arrays: llama.cpp reads layer 0
+        if isinstance(v, (np.ndarray, list)):  # per-layer arrays: llama.cpp reads layer 0
             v = v[0] if len(v) else default
         try:
             return int(v)

@@ -13,9 +13,9 @@ from pathlib import Path
 from tests.gguf_factory import tiny_model
 
 MODELS = {
-    "llama256_f32": dict(qtype="F32", seed=1, n_embd=256, n_head=4, n_kv_head=1, n_ff=512, n_layer=8),
-    "llama256_f16": dict(qtype="F16", seed=2, n_embd=256, n_head=4, n_kv_head=4, n_ff=256, n_layer=4),
-    "llama96_f32": dict(qtype="F32", seed=3, n_embd=96, n_head=2, n_kv_head=2, n_ff=160, n_layer=2),
+    "llama256_f32": {"qtype": "F32", "seed": 1, "n_embd": 256, "n_head": 4, "n_kv_head": 1, "n_ff": 512, "n_layer": 8},
+    "llama256_f16": {"qtype": "F16", "seed": 2, "n_embd": 256, "n_head": 4, "n_kv_head": 4, "n_ff": 256, "n_layer": 4},
+    "llama96_f32": {"qtype": "F32", "seed": 3, "n_embd": 96, "n_head": 2, "n_kv_head": 2, "n_ff": 160, "n_layer": 2},
 }
 TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
          "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]

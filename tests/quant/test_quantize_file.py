@@ -108,7 +108,7 @@ def test_cli_quantize(models, tmp_path):
 
     out = tmp_path / "cli.gguf"
     r = subprocess.run([sys.executable, "-m", "kettle", "quantize", str(models["llama96_f32"]), str(out), "Q6_K"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert "F32 -> Q8_0" in r.stderr and "(copied)" in r.stderr  # progress lines; 96 columns fall back
     assert digests(out)["file"] == ORACLE["llama96_f32"]["Q6_K"]["file"]
