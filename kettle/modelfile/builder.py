@@ -310,6 +310,8 @@ def _write(
         if added:
             store.prune(added)
         raise
+    if quantize is not None:
+        store.prune(added)  # the unquantized copy, unless a manifest uses it
     report("success")
     return digest
 

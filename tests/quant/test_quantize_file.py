@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -96,6 +97,8 @@ def test_create_with_quantize_runs_the_quantized_model(models, tmp_path):
     want = ORACLE["llama256_f32"]["Q4_K_M"]["file"]  # blobs are named by their sha256
     layer_path = store.blob_path("sha256:" + want)
     assert layer_path.is_file()
+    f32 = hashlib.sha256(models["llama256_f32"].read_bytes()).hexdigest()
+    assert not store.blob_path("sha256:" + f32).exists()  # the unquantized copy is not kept
     model = kettle.load(str(layer_path))
     assert len(model.generate("a b", num_predict=3, temperature=0).text()) >= 0
     with pytest.raises(InvalidParameter):
