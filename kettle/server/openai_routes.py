@@ -136,16 +136,54 @@ def _message(m: Any, i: int) -> dict[str, Any]:
     return out
 
 
+def _unsupported(name: str, why: str) -> RequestError:
+    return RequestError(f"unsupported value for {name!r}: {why}", field=name)
+
+
+def _check_common(f: Fields, chat: bool = True) -> None:
+    """The parameters kettle accepts only in part, each refused by name (OpenAI's error shape,
+    ``param`` set); ``metadata``, ``user``, ``service_tier``, ``parallel_tool_calls`` and
+    ``store: false`` are accepted and change nothing."""
+    n = f.int("n")
+    if n is not None and n != 1:
+        raise _unsupported("n", "kettle returns one choice; send n=1 or leave it out")
+    if (f.bool("logprobs", False) if chat else f.int("logprobs", 0)):  # chat: a boolean; completions: a count
+        raise _unsupported("logprobs", "log probabilities are not returned yet")
+    if not chat and f.bool("echo", False):
+        raise _unsupported("echo", "the prompt is not echoed; send echo=false or leave it out")
+    if f.int("top_logprobs"):
+        raise _unsupported("top_logprobs", "log probabilities are not returned yet")
+    bias = f.object("logit_bias")
+    if bias:
+        raise _unsupported("logit_bias", "token biases are not supported; leave it out")
+    if f.bool("store", False):
+        raise _unsupported("store", "stored completions are not kept; send store=false or leave it out")
+    f.bool("parallel_tool_calls", True)
+    f.object("metadata")
+
+
+def _tool_choice(f: Fields) -> bool:
+    """Whether the tools reach the model: ``auto`` (the default) yes, ``none`` no; a forced call
+    (``required`` or a named function) is refused by name."""
+    choice = f.obj.get("tool_choice")
+    if choice is None or choice == "auto":
+        return True
+    if choice == "none":
+        return False
+    raise _unsupported("tool_choice", "only 'auto' and 'none' are supported")
+
+
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """A ``/v1/chat/completions`` body as an ``/api/chat`` body."""
     f = Fields(body)
     messages = f.list("messages")
     if not messages:
         raise RequestError("messages is required")
+    _check_common(f)
     return {
         "model": f.required_str("model"), "messages": [_message(m, i) for i, m in enumerate(messages)],
         "stream": bool(f.bool("stream", False)), "options": _options(f), "format": _format(f),
-        "tools": f.list("tools"),
+        "tools": f.list("tools") if _tool_choice(f) else None,
     }
 
 
@@ -157,6 +195,7 @@ def completion_request(body: dict[str, Any]) -> dict[str, Any]:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise RequestError("invalid value for 'prompt': expected a string")
+    _check_common(f, chat=False)
     return {"model": f.required_str("model"), "prompt": prompt, "suffix": f.str("suffix"),
             "stream": bool(f.bool("stream", False)), "options": _options(f)}
 

@@ -271,3 +271,25 @@ def test_openai_usage_counts_the_whole_prompt_and_says_what_was_cached(server: S
                                                  stream=True, stream_options={"include_usage": True}))
     assert chunks[-1].usage.prompt_tokens == first.usage.prompt_tokens
     assert chunks[-1].usage.prompt_tokens_details.cached_tokens == first.usage.prompt_tokens - 1
+
+
+def test_openai_sdk_parameters_are_accepted_or_refused_by_name(server: Server) -> None:
+    """The openai SDK's full set of chat parameters: those kettle honours pass; the others get
+    400 with OpenAI's error shape naming the parameter, never a generic refusal of the request."""
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi."}]
+    reply = client.chat.completions.create(
+        model=MODEL, messages=messages, max_completion_tokens=3, seed=7, temperature=0, n=1, logprobs=False,
+        parallel_tool_calls=False, metadata={"k": "v"}, store=False, tool_choice="none", user="u",
+        stream_options=None, response_format={"type": "text"},
+    )
+    assert reply.choices[0].message.content is not None
+    for name, value in [("n", 2), ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"42": 5}),
+                        ("store", True), ("tool_choice", "required")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, **{name: value})
+        assert err.value.body["param"] == name and err.value.body["type"] == "invalid_request_error", name
+    for name, value in [("echo", True), ("logprobs", 2), ("n", 3), ("max_tokens", 0)]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.completions.create(model=MODEL, prompt="Hi", **{"max_tokens": 2, name: value})
+        assert err.value.body["param"] == name, name
