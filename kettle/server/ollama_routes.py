@@ -165,12 +165,18 @@ async def root(request: Request) -> Response:
     return PlainTextResponse("Ollama is running")
 
 
+async def health(request: Request) -> Response:
+    """llama-server's liveness check: 200 ``{"status": "ok"}`` while the server serves."""
+    return JSON({"status": "ok"})
+
+
 async def version(request: Request) -> Response:
     return JSON({"version": __version__})
 
 
 ROUTES = [
     Route("/", root, methods=["GET", "HEAD"]),
+    Route("/health", health, methods=["GET", "HEAD"]),
     Route("/api/version", version, methods=["GET", "HEAD"]),
     Route("/api/generate", generate, methods=["POST"]),
     Route("/api/chat", chat, methods=["POST"]),

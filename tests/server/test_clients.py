@@ -293,3 +293,10 @@ def test_openai_sdk_parameters_are_accepted_or_refused_by_name(server: Server) -
         with pytest.raises(openai.BadRequestError) as err:
             client.completions.create(model=MODEL, prompt="Hi", **{"max_tokens": 2, name: value})
         assert err.value.body["param"] == name, name
+
+
+def test_health_answers_as_llama_server(server: Server) -> None:
+    with server.client() as c:
+        r = c.get("/health")
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
+        assert c.get("/health", headers={"Host": "evil.example"}).status_code == 403  # the Host guard holds
