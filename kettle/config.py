@@ -31,6 +31,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_NUM_PARALLEL", "4", "sequences decoded together per loaded model"),
         Setting("KETTLE_MAX_QUEUE", "64", "requests waiting for a slot before the server answers 503"),
         Setting("KETTLE_ORIGINS", "", "extra CORS origins, comma separated (localhost and app schemes always pass)"),
+        Setting("KETTLE_API_KEY", "", "API keys, comma separated: when set, every endpoint but / and /health needs "
+                                      "'Authorization: Bearer <key>' (the CLI sends the first)"),
         Setting("KETTLE_NUM_THREAD", "0", "compute threads (0: the number of cores)"),
         Setting("KETTLE_CONTEXT_LENGTH", "4096", "default num_ctx when a model or request sets none"),
         Setting("KETTLE_MAX_BODY", "33554432", "largest accepted HTTP request body, in bytes"),
@@ -69,6 +71,11 @@ def get_int(name: str) -> int:
 
 def get_path(name: str) -> Path:
     return Path(get(name)).expanduser()
+
+
+def api_keys() -> tuple[str, ...]:
+    """``KETTLE_API_KEY``: one key or several, comma separated (blanks around them ignored)."""
+    return tuple(k.strip() for k in get("KETTLE_API_KEY").split(",") if k.strip())
 
 
 def host() -> tuple[str, int]:

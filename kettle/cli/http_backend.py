@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from kettle import config
 from kettle.cli.backend import Report, ServerError
 from kettle.errors import ModelfileError
 from kettle.modelfile import Modelfile, interpret
@@ -116,8 +117,10 @@ class HttpBackend:
 
     def __init__(self, url: str) -> None:
         self.address = url
+        keys = config.api_keys()
         self._client = httpx.Client(
-            base_url=url, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S), trust_env=False
+            base_url=url, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S), trust_env=False,
+            headers={"Authorization": f"Bearer {keys[0]}"} if keys else None,
         )
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -72,6 +72,7 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
         Guard, bind_host=bind_host if bind_host is not None else config.host()[0],
         origins=parse_origins(config.get("KETTLE_ORIGINS")), max_body=config.get_int("KETTLE_MAX_BODY"),
         unlimited_paths=BLOB_PATHS, read_timeout=float(config.get_int("KETTLE_READ_TIMEOUT")),
+        api_keys=config.api_keys(),
     )
     app = Starlette(
         routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES, *registry_routes.ROUTES],
@@ -84,12 +85,13 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
 
 def exposure_warning(host: str, port: int) -> str | None:
     """The warning ``serve`` prints when bound to ``host`` that is not loopback, else None."""
-    if not bind_is_open(host):
-        return None
+    if not bind_is_open(host) or config.api_keys():
+        return None  # loopback, or every endpoint but / and /health needs a key
     return (f"warning: kettle is listening on {host}:{port}, which is not a loopback address: anyone who can reach "
             f"this machine can run, create, copy and delete models through it (there is no authentication), and "
             f"any Host header is accepted. To serve only this machine, set KETTLE_HOST=127.0.0.1:{port}; to expose "
-            f"it on purpose, put it behind a firewall or a reverse proxy that authenticates clients.")
+            f"it on purpose, set KETTLE_API_KEY or put it behind a firewall or a reverse proxy that "
+            f"authenticates clients.")
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hmac
 import ipaddress
 import json
 from collections.abc import Iterable
@@ -89,8 +90,10 @@ class Guard:
     """The ASGI middleware described in the module docstring."""
 
     def __init__(self, app: ASGIApp, *, bind_host: str, origins: Iterable[str], max_body: int,
-                 unlimited_paths: tuple[str, ...] = (), read_timeout: float = 60.0) -> None:
+                 unlimited_paths: tuple[str, ...] = (), read_timeout: float = 60.0,
+                 api_keys: Iterable[str] = ()) -> None:
         self.app = app
+        self.api_keys = tuple(k.encode() for k in api_keys if k)
         self.read_timeout = read_timeout
         self.open = bind_is_open(bind_host)
         self.origins = tuple(origins)
@@ -122,6 +125,10 @@ class Guard:
                     (b"access-control-max-age", b"43200"),
                 ])
                 return
+        if self.api_keys and scope["path"] not in OPEN_PATHS and not self._authorized(headers.get("authorization")):
+            await _reply(send, 401, {"error": "unauthorized: send 'Authorization: Bearer <key>' with a key of "
+                                              "KETTLE_API_KEY"}, cors + [(b"www-authenticate", b"Bearer")])
+            return
         receive = _paced(receive, self.read_timeout)
         limited = not scope["path"].startswith(self.unlimited_paths) if self.unlimited_paths else True
         if limited:
@@ -138,6 +145,19 @@ class Guard:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+
+    def _authorized(self, header: str | None) -> bool:
+        """A ``Bearer`` token equal to one of the keys (compared in constant time)."""
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        given = token.strip().encode("latin-1")
+        return any(hmac.compare_digest(given, key) for key in self.api_keys)
+
+
+# Paths that answer without an API key: the liveness checks.
+OPEN_PATHS = frozenset({"/", "/health"})
 
 
 class BodyTooLarge(RequestError):
