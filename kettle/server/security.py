@@ -16,6 +16,9 @@
   ``KETTLE_ORIGINS`` (comma-separated; ``*`` matches anything, so ``*`` alone allows
   every origin and ``chrome-extension://*`` every extension). Preflight ``OPTIONS``
   requests are answered here.
+* **API keys** (``api_keys``, from ``KETTLE_API_KEY``; none by default): when given,
+  every path but ``OPEN_PATHS`` (``/``, ``/health``) needs ``Authorization: Bearer
+  <key>`` matching one of them (constant-time comparison), else 401.
 * **Body size**: a ``Content-Length`` over ``max_body`` gets 413 before the body is
   read, and a body that grows past it while streaming is cut off with 413. Paths
   in ``unlimited_paths`` (blob uploads, streamed to disk) are exempt. (``BodyTooLarge``
