@@ -35,7 +35,8 @@ class RuntimeStats:
 
     def add(self, stats: Stats) -> None:
         """Add one finished request's ``kettle.Stats``."""
-        self.prefill_tokens += stats.prompt_eval_count
+        # the tokens prefill computed (the cached prefix took no time), over the time it took
+        self.prefill_tokens += stats.prompt_eval_count - stats.prompt_cached_count
         self.prefill_ns += stats.prompt_eval_duration
         self.decode_tokens += max(stats.eval_count - 1, 0)
         self.decode_ns += stats.eval_duration

@@ -28,8 +28,10 @@ def test_split_model_and_prompt(words: list[str], model: str, prompt: list[str])
     assert split_model_and_prompt(words) == (model, prompt)
 
 
-def test_a_gguf_path_is_a_model(smollm2_path: Path) -> None:
-    assert split_model_and_prompt([str(smollm2_path), "hi"]) == (str(smollm2_path), ["hi"])
+def test_a_gguf_path_is_a_model(smollm2_path: Path, tmp_path: Path) -> None:
+    gguf = tmp_path / "smollm2.gguf"
+    gguf.symlink_to(smollm2_path)  # the fixture is a store blob, named by its digest
+    assert split_model_and_prompt([str(gguf), "hi"]) == (str(gguf), ["hi"])
     assert split_model_and_prompt(["missing.gguf", "hi"]) == ("missing.gguf", ["hi"])  # a valid name
 
 
