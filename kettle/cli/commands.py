@@ -274,7 +274,8 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     interactive = piped is None and not words
     if args.format and args.format != "json":
         raise UsageError(f"unsupported --format {args.format!r}: only 'json' is")
-    with _backend() as backend:
+    # A .gguf file is not a store name a server could resolve: it always runs in this process.
+    with _backend(local=model.endswith(".gguf") and Path(model).is_file()) as backend:
         ensure_model(backend, model, io, words, args.insecure)
         if _is_embedding_model(backend, model):  # ollama prints the embedding of the text as JSON
             if not prompts:
@@ -326,9 +327,9 @@ def _replay_messages(backend: Backend, model: str, io: IO) -> None:
 
 
 @contextlib.contextmanager
-def _backend() -> Iterator[Backend]:
-    """``with _backend() as backend:`` the server or this process, closed afterwards."""
-    backend = connect()
+def _backend(local: bool = False) -> Iterator[Backend]:
+    """``with _backend() as backend:`` the server or (``local``, or none answers) this process, closed afterwards."""
+    backend = connect(local=local)
     try:
         yield backend
     finally:

@@ -76,6 +76,18 @@ def test_models_commands_over_http(server_env: dict[str, str], tmp_path: Path, s
         running.stop()
 
 
+def test_a_gguf_path_runs_while_a_server_is_up(server_env: dict[str, str], tmp_path: Path, smollm2_path: Path,
+                                               kettle) -> None:
+    gguf = tmp_path / "smollm2.gguf"
+    gguf.symlink_to(smollm2_path)
+    question = "What is the capital of France?"
+    answer = remote(server_env, tmp_path, "run", str(gguf), question, "--verbose")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() and "eval rate:" in answer.stderr
+    assert "invalid model name" not in answer.stderr
+    assert str(gguf) not in remote(server_env, tmp_path, "ps").stdout  # this process ran it, not the server
+
+
 def test_run_ps_and_stop_over_http(server_env: dict[str, str], tmp_path: Path, kettle) -> None:
     question = "What is the capital of France?"
     answer = remote(server_env, tmp_path, "run", "greedy", question, "--verbose")
