@@ -197,6 +197,7 @@ def cmd_serve(args: argparse.Namespace, io: IO) -> int:
     from kettle.server import serve
 
     host, port = config.host()
+    _compile_notice(io)
     serve(host, port)
     return 0
 
@@ -277,6 +278,8 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     # A .gguf file is not a store name a server could resolve: it always runs in this process.
     with _backend(local=model.endswith(".gguf") and Path(model).is_file()) as backend:
         ensure_model(backend, model, io, words, args.insecure)
+        if not backend.remote:
+            _compile_notice(io)
         if _is_embedding_model(backend, model):  # ollama prints the embedding of the text as JSON
             if not prompts:
                 raise UsageError(f'embedding models require input text. Usage: kettle run {model} "your text here"')
@@ -304,6 +307,15 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         if args.verbose:
             print_summary(reply.final, io.stderr)
     return 0
+
+
+def _compile_notice(io: IO) -> None:
+    """One line on stderr when this process will compile the kernels (numba's cache is empty)."""
+    from kettle.ops._jit import COMPILE_NOTICE, kernels_cached
+
+    if not kernels_cached():
+        io.stderr.write(COMPILE_NOTICE + "\n")
+        io.stderr.flush()
 
 
 def _is_embedding_model(backend: Backend, model: str) -> bool:

@@ -45,3 +45,24 @@ class Dual:
 
 def dual_kernel(min_parallel_rows: int = 8):
     return lambda func: Dual(func, min_parallel_rows)
+
+
+def kernels_cached() -> bool:
+    """Whether numba's disk cache already holds kettle's kernels on this machine.
+
+    Every model runs the RMS/layer norm kernels, so their cache index stands for
+    all: absent, the next model load compiles the kernels (once, ~20 s), which
+    the CLI says before it starts.
+    """
+    from kettle.ops import norm
+
+    cache = getattr(norm._rms_norm, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    if index is None:  # numba's cache is off (NUMBA_DISABLE_JIT) or its layout changed: nothing to say
+        return True
+    import os
+
+    return os.path.exists(index)
+
+
+COMPILE_NOTICE = "compiling kettle's kernels for this machine (first run only, about 20 s)..."
