@@ -9,6 +9,7 @@ conversation has no system message; its MESSAGEs come first.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +37,17 @@ def choose_template(metadata: Mapping[str, Any], spec: ModelSpec) -> tuple[ChatT
 
 class PromptBuilder:
     def __init__(self, metadata: Mapping[str, Any], tokenizer: Tokenizer, spec: ModelSpec) -> None:
+        self.metadata = metadata
         self.tokenizer = tokenizer
         self.spec = spec
         self.template, self.stop_words, self.origin = choose_template(metadata, spec)
         bos, eos = tokenizer.bos_id, tokenizer.eos_id
         self.bos_text = tokenizer.token_to_piece(bos).decode("utf-8", "replace") if bos is not None and bos >= 0 else ""
         self.eos_text = tokenizer.token_to_piece(eos).decode("utf-8", "replace") if eos is not None and eos >= 0 else ""
+
+    def with_template(self, source: str) -> PromptBuilder:
+        """The same model with the template ``source`` (a request's ``template`` override)."""
+        return PromptBuilder(self.metadata, self.tokenizer, dataclasses.replace(self.spec, template=source))
 
     def conversation(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The Modelfile's MESSAGEs, then the request's; SYSTEM when none is given."""

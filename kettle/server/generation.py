@@ -22,28 +22,22 @@ import dataclasses
 import enum
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kettle.engine.scheduler import Lease, parse_keep_alive
-from kettle.errors import Cancelled, ContextOverflow, InvalidParameter, ServerBusy
+from kettle.errors import Cancelled, ServerBusy
 from kettle.options import parse_options
-from kettle.prompt import PromptBuilder
+from kettle.request import Kind, PromptRequest, build_prompt
 from kettle.sampling import SamplingParams
-from kettle.sampling.constrained import compile_format
 from kettle.server.models import Resolved, now_rfc3339
 from kettle.server.state import ServerState, Shutdown
 from kettle.server.tools import ToolCallFilter, check_tool_calls, check_tools
-from kettle.server.wire import Fields, RequestError, bad_value
+from kettle.server.wire import Fields, RequestError
 
 MESSAGE_TEXT_FIELDS = ("content", "thinking", "tool_name", "tool_call_id")
 SHUTDOWN = "shutdown"  # done_reason of a generation the server's shutdown ended
-
-
-class Kind(enum.Enum):
-    GENERATE = "generate"
-    CHAT = "chat"
 
 
 class LoadOnly(enum.Enum):
@@ -144,112 +138,19 @@ class Prepared:
     stats: Any = None  # the engine's Stats once the generation is done (prompt_cached_count for /v1 usage)
 
 
-def _fit_chat(prompts: PromptBuilder, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-              n_ctx: int, truncate: bool) -> list[int]:
-    """Prompt ids for ``messages``; when too long and ``truncate``, drop the oldest turns,
-    keeping every system message and the newest message (ollama's rule)."""
-
-    def ids_for(msgs: list[dict[str, Any]]) -> list[int]:
-        return prompts.tokenize_prompt(prompts.render_chat(msgs, tools=tools))
-
-    ids = ids_for(messages)
-    if len(ids) < n_ctx:
-        return ids
-    droppable = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
-    if not truncate or not droppable:
-        raise ContextOverflow(len(ids) + 1, n_ctx)
-    lo, hi = 1, len(droppable)  # find the fewest oldest turns to drop
-    best: list[int] | None = None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        gone = set(droppable[:mid])
-        candidate = ids_for([m for i, m in enumerate(messages) if i not in gone])
-        if len(candidate) < n_ctx:
-            best, hi = candidate, mid - 1
-        else:
-            lo = mid + 1
-    if best is None:
-        raise ContextOverflow(len(ids_for([m for i, m in enumerate(messages) if i not in set(droppable)])) + 1, n_ctx)
-    return best
+def prompt_request(req: Request) -> PromptRequest:
+    """The server's typed request as the request layer's (``kettle.request``)."""
+    return PromptRequest(
+        req.kind, prompt=req.prompt, suffix=req.suffix, system=req.system, template=req.template,
+        context=req.context, raw=req.raw, messages=req.messages, tools=req.tools, truncate=req.truncate,
+        options=req.options, format=req.fmt, model=req.model,
+    )
 
 
 def _build(model: Any, req: Request, resolved: Resolved) -> tuple[list[int], SamplingParams, Callable[[], Any] | None]:
     """Prompt ids, sampling params and constraint factory (runs in a worker thread)."""
-    prompts: PromptBuilder = model.prompts
-    stops: tuple[str, ...] = ()
-    if req.kind is Kind.CHAT:
-        ids = _fit_chat(prompts, req.messages, req.tools, model.n_ctx, req.truncate)
-        stops = prompts.stop_words
-    elif req.raw:
-        ids = model.tokenize(req.prompt, add_special=True, parse_special=True)
-    else:
-        if req.template is not None:
-            prompts = PromptBuilder(model.gguf.metadata, model.tokenizer,
-                                    dataclasses.replace(resolved.spec, template=req.template))
-        stops = prompts.stop_words
-        msgs = ([{"role": "system", "content": req.system}] if req.system is not None else [])
-        msgs.append({"role": "user", "content": req.prompt})
-        if req.suffix and ".Suffix" not in prompts.template.source:
-            raise RequestError(f"\"{req.model}\" does not support insert")
-        text = prompts.template.render(prompts.conversation(msgs), suffix=req.suffix,
-                                       bos_token=prompts.bos_text, eos_token=prompts.eos_text)
-        ids = prompts.tokenize_prompt(text)
-        if req.context:
-            bad = [t for t in req.context if not 0 <= t < model.tokenizer.vocab_size]
-            if bad:
-                raise InvalidParameter("context", bad[0], f"token id outside 0..{model.tokenizer.vocab_size - 1}")
-            bos = model.tokenizer.bos_id
-            ids = list(req.context) + (ids[1:] if ids and ids[0] == bos else ids)
-    if not ids:
-        raise RequestError("the prompt is empty after templating: nothing to continue from")
-    if len(ids) >= model.n_ctx:
-        raise ContextOverflow(len(ids) + 1, model.n_ctx)
-    base = dict(resolved.spec.params)
-    if stops and "stop" not in base:
-        base["stop"] = list(stops)
-    _, params = parse_options(req.options, base=base)
-    try:
-        constraint = compile_format(model.tokenizer, req.fmt)
-    except InvalidParameter as e:
-        raise _pattern_error(req.fmt) or e from None
-    return ids, params, constraint
-
-
-def _patterns(schema: Any, path: str) -> Iterator[tuple[str, Any]]:
-    """(path, regex) of every ``pattern`` and ``patternProperties`` key in a JSON schema."""
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            at = f"{path}.{key}"
-            if key == "pattern" and not isinstance(value, dict):
-                yield at, value
-            elif key == "patternProperties" and isinstance(value, dict):
-                for regex, sub in value.items():
-                    yield f"{at}[{regex!r}]", regex
-                    yield from _patterns(sub, f"{at}[{regex!r}]")
-            else:
-                yield from _patterns(value, at)
-    elif isinstance(schema, list):
-        for i, value in enumerate(schema):
-            yield from _patterns(value, f"{path}[{i}]")
-
-
-def _pattern_error(fmt: Any) -> RequestError | None:
-    """When a ``format`` schema was refused: the 400 naming the first pattern that is not a
-    string or not a regular expression, if one is at fault."""
-    import llguidance
-
-    compiler = llguidance.RegexCompiler()
-    for path, regex in _patterns(fmt, "format"):
-        if not isinstance(regex, str):
-            return bad_value(path, "a regular expression string", regex)
-        try:
-            compiler.compile(regex)
-        except ValueError as e:
-            detail = str(e).partition("regex parse error:")[2].split("error:")[-1].strip()
-            reason = detail.splitlines()[0] if detail else "not accepted"
-            return RequestError(f"invalid value for {path!r}: {regex!r} is not a valid regular expression ({reason})",
-                                field=path)
-    return None
+    built = build_prompt(model.prompts, model.n_ctx, prompt_request(req))
+    return built.ids, built.params, built.constraint
 
 
 async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> Prepared:

@@ -1,0 +1,243 @@
+"""One path from a request to prompt token ids, sampling params, stop words and a constraint.
+
+Every caller builds its prompt here: the Python API (``kettle.api.Model``), the server's
+``/api/generate``, ``/api/chat`` and their OpenAI translations (``kettle.server.generation``),
+the CLI without a server (``kettle.cli.local_backend``) and the compat APIs (ctransformers,
+mlc). The same ``PromptRequest`` therefore gives the same ids whoever sends it.
+
+    req = PromptRequest(Kind.CHAT, messages=[{"role": "user", "content": "Hi"}], options={"temperature": 0})
+    built = build_prompt(model.prompts, model.n_ctx, req)   # built.ids, built.params, built.constraint
+
+What a request may say, as ollama's ``/api/generate`` and ``/api/chat`` define it:
+
+* ``Kind.GENERATE``: ``prompt`` rendered as one user turn (after ``system`` when given) with
+  the model's template, or with ``template`` when the request overrides it; ``suffix`` is
+  fill-in-the-middle (a template naming ``.Suffix`` only, else ``CapabilityError``);
+  ``context`` (the ids an earlier answer returned) comes first, its BOS not repeated; ``raw``
+  skips the template (and the system prompt) and tokenizes ``prompt`` as given.
+* ``Kind.CHAT``: ``messages`` after the Modelfile's MESSAGEs, the Modelfile's SYSTEM when none
+  is given, ``tools`` passed to the template; when the prompt does not fit ``n_ctx`` (less
+  ``reserve`` tokens kept for the answer), the fewest oldest turns are left out (every system
+  message and the newest message stay; ollama's rule), or with ``truncate=False``
+  ``ContextOverflow``.
+* images: refused (``CapabilityError``), kettle's models read no pixels.
+* ``options``: ollama's option names over the model's PARAMETERs (``stop`` defaults to the
+  template's stop words); ``format``: ``"json"`` or a JSON schema, compiled to a constraint
+  factory (``InvalidParameter`` naming the first bad ``pattern``).
+
+Embedding inputs become ids with ``embed_ids`` (special tokens added and parsed, as
+llama.cpp's embedding endpoint does).
+
+This module knows nothing of HTTP: errors are ``kettle.errors`` types, which the server maps
+to status codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kettle.errors import CapabilityError, ContextOverflow, InvalidParameter
+from kettle.options import LoadOptions, parse_options
+from kettle.prompt import PromptBuilder
+from kettle.sampling import SamplingParams
+from kettle.sampling.constrained import compile_format
+
+MAX_TRUNCATION_RENDERS = 64  # renders a chat truncation may try (binary search: 2**64 turns)
+LOAD_TIME = ("num_ctx", "num_batch", "num_thread")  # options that only kettle.load() may change
+
+
+class Kind(enum.Enum):
+    GENERATE = "generate"
+    CHAT = "chat"
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    """A generate or chat request, whoever sent it (see the module docstring)."""
+
+    kind: Kind
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None  # generate: replaces the Modelfile's SYSTEM
+    template: str | None = None  # generate: replaces the model's template for this request
+    context: Sequence[int] | None = None  # generate: ids an earlier answer returned
+    raw: bool = False  # generate: no template, ``prompt`` tokenized as given
+    messages: Sequence[Mapping[str, Any]] = ()
+    tools: Sequence[Mapping[str, Any]] | None = None  # chat: function schemas for the template
+    truncate: bool = True  # chat: leave out old turns that do not fit (else ContextOverflow)
+    reserve: int = 0  # chat: tokens kept free for the answer when truncating
+    images: int = 0  # how many images came with the request: any is refused
+    options: Mapping[str, Any] | None = None
+    format: Any = None
+    model: str = ""  # the name the request used, for error messages
+
+
+@dataclass
+class Prompt:
+    """What the engine needs for one generation."""
+
+    ids: list[int]
+    params: SamplingParams
+    stop_words: tuple[str, ...]  # the template's defaults (already in ``params.stop`` unless overridden)
+    constraint: Callable[[], Any] | None = None  # a factory of fresh grammar constraints
+    dropped: int = 0  # chat messages left out to fit the context
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def refuse_images(model: str, count: int) -> None:
+    if count:
+        raise CapabilityError(f'"{model}" does not support image input')
+
+
+def build_prompt(prompts: PromptBuilder, n_ctx: int, req: PromptRequest,
+                 loaded: LoadOptions | None = None) -> Prompt:
+    """Prompt ids, sampling params, stop words and constraint for ``req`` on a model whose
+    templates and tokenizer are ``prompts`` and whose context holds ``n_ctx`` tokens.
+
+    ``loaded``: the model's load-time options; when given, a request naming another value of
+    one of them is refused (the Python API, which cannot reload). Raises ``InvalidParameter``,
+    ``CapabilityError``, ``ContextOverflow`` or ``TemplateError``.
+    """
+    refuse_images(req.model or prompts.spec.name, req.images)
+    for m in req.messages:
+        if isinstance(m, Mapping) and m.get("images"):
+            refuse_images(req.model or prompts.spec.name, len(m["images"]))
+    dropped = 0
+    if req.kind is Kind.CHAT:
+        ids, dropped = fit_chat(prompts, req.messages, req.tools, n_ctx - max(req.reserve, 0), req.truncate)
+        stops = prompts.stop_words
+    elif req.raw:
+        ids = prompts.tokenizer.encode(req.prompt, add_special=True, parse_special=True)
+        stops = ()
+    else:
+        ids, stops = _generate_ids(prompts, req)
+    if not ids:
+        raise InvalidParameter("prompt", req.prompt, "the prompt is empty after templating: nothing to continue from")
+    if len(ids) >= n_ctx:
+        raise ContextOverflow(len(ids) + 1, n_ctx)
+    params = sampling_params(prompts, req.options, stops, loaded)
+    return Prompt(ids, params, tuple(stops), constraint_factory(prompts, req.format), dropped)
+
+
+def sampling_params(prompts: PromptBuilder, options: Mapping[str, Any] | None, stops: Sequence[str] = (),
+                    loaded: LoadOptions | None = None) -> SamplingParams:
+    """``options`` over the model's PARAMETERs over defaults; ``stops`` unless ``stop`` is set."""
+    base = dict(prompts.spec.params)
+    if stops and "stop" not in base:
+        base["stop"] = list(stops)
+    load, params = parse_options(options, base=base)
+    if loaded is not None and options:
+        for name in LOAD_TIME:
+            if options.get(name) is not None and getattr(load, name) != getattr(loaded, name):
+                raise InvalidParameter(name, options[name], "a load-time option: pass it to kettle.load()")
+    return params
+
+
+def _generate_ids(prompts: PromptBuilder, req: PromptRequest) -> tuple[list[int], tuple[str, ...]]:
+    if req.template is not None:
+        prompts = prompts.with_template(req.template)
+    msgs: list[dict[str, Any]] = [{"role": "system", "content": req.system}] if req.system is not None else []
+    msgs.append({"role": "user", "content": req.prompt})
+    if req.suffix and ".Suffix" not in prompts.template.source:
+        raise CapabilityError(f'"{req.model or prompts.spec.name}" does not support insert')
+    text = prompts.template.render(prompts.conversation(msgs), suffix=req.suffix,
+                                   bos_token=prompts.bos_text, eos_token=prompts.eos_text)
+    ids = prompts.tokenize_prompt(text)
+    if req.context:
+        vocab = prompts.tokenizer.vocab_size
+        bad = [t for t in req.context if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab]
+        if bad:
+            raise InvalidParameter("context", bad[0], f"token id outside 0..{vocab - 1}")
+        bos = prompts.tokenizer.bos_id
+        ids = list(req.context) + (ids[1:] if ids and ids[0] == bos else ids)
+    return ids, prompts.stop_words
+
+
+def fit_chat(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],
+             tools: Sequence[Mapping[str, Any]] | None, n_ctx: int, truncate: bool) -> tuple[list[int], int]:
+    """Prompt ids for ``messages`` that leave room for one token in ``n_ctx``, and how many
+    messages were left out: when too long and ``truncate``, the fewest oldest ones, keeping
+    every system message and the newest message (ollama's rule). ``ContextOverflow`` else."""
+    msgs = list(messages)
+
+    def ids_without(gone: set[int]) -> list[int]:
+        return prompts.tokenize_prompt(prompts.render_chat([m for i, m in enumerate(msgs) if i not in gone],
+                                                           tools=tools))
+
+    ids = ids_without(set())
+    if len(ids) < n_ctx:
+        return ids, 0
+    droppable = [i for i, m in enumerate(msgs[:-1]) if m.get("role") != "system"]
+    if not truncate or not droppable:
+        raise ContextOverflow(len(ids) + 1, max(n_ctx, 0))
+    lo, hi = 1, len(droppable)  # the fewest oldest turns to drop, by binary search
+    best: tuple[list[int], int] | None = None
+    for _ in range(MAX_TRUNCATION_RENDERS):
+        if lo > hi:
+            break
+        mid = (lo + hi) // 2
+        candidate = ids_without(set(droppable[:mid]))
+        if len(candidate) < n_ctx:
+            best, hi = (candidate, mid), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        raise ContextOverflow(len(ids_without(set(droppable))) + 1, max(n_ctx, 0))
+    return best
+
+
+def embed_ids(prompts: PromptBuilder, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each embedding input: special tokens added and parsed."""
+    out = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidParameter(f"input[{i}]", text, "expected a string")
+        out.append(prompts.tokenizer.encode(text, add_special=True, parse_special=True))
+    return out
+
+
+def constraint_factory(prompts: PromptBuilder, fmt: Any) -> Callable[[], Any] | None:
+    """``format`` compiled for this tokenizer; a refused schema names its first bad ``pattern``."""
+    try:
+        return compile_format(prompts.tokenizer, fmt)
+    except InvalidParameter as e:
+        raise _pattern_error(fmt) or e from None
+
+
+def _patterns(schema: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(path, regex) of every ``pattern`` and ``patternProperties`` key in a JSON schema."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            at = f"{path}.{key}"
+            if key == "pattern" and not isinstance(value, dict):
+                yield at, value
+            elif key == "patternProperties" and isinstance(value, dict):
+                for regex, sub in value.items():
+                    yield f"{at}[{regex!r}]", regex
+                    yield from _patterns(sub, f"{at}[{regex!r}]")
+            else:
+                yield from _patterns(value, at)
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from _patterns(value, f"{path}[{i}]")
+
+
+def _pattern_error(fmt: Any) -> InvalidParameter | None:
+    """When a ``format`` schema was refused: the error naming the first pattern that is not a
+    string or not a regular expression, if one is at fault."""
+    import llguidance
+
+    compiler = llguidance.RegexCompiler()
+    for path, regex in _patterns(fmt, "format"):
+        if not isinstance(regex, str):
+            return InvalidParameter(path, regex, "expected a regular expression string")
+        try:
+            compiler.compile(regex)
+        except ValueError as e:
+            detail = str(e).partition("regex parse error:")[2].split("error:")[-1].strip()
+            reason = detail.splitlines()[0] if detail else "not accepted"
+            return InvalidParameter(path, regex, f"not a valid regular expression: {reason}")
+    return None
