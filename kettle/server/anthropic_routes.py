@@ -48,7 +48,7 @@ from starlette.routing import Route
 
 from kettle.server.generation import Kind, collect, events
 from kettle.server.ollama_routes import prepared
-from kettle.server.streaming import SSE, EventStream, JSON, endpoint, log_unexpected, read_json, until_disconnect
+from kettle.server.streaming import JSON, SSE, EventStream, endpoint, log_unexpected, read_json, until_disconnect
 from kettle.server.wire import Fields, RequestError, bad_value, public_message, status_of
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

@@ -32,7 +32,9 @@ from starlette.responses import Response
 
 from kettle import config
 from kettle.engine.scheduler import Scheduler
-from kettle.server import anthropic_routes, ollama_routes, openai_routes, registry_routes, store_routes
+from kettle.server import (
+    anthropic_routes, ollama_routes, openai_routes, registry_routes, responses_routes, store_routes,
+)
 from kettle.server.connections import ConnectionLimits, guarded_protocol
 from kettle.server.models import Catalog, load_model
 from kettle.server.security import Guard, bind_is_open, parse_origins
@@ -75,8 +77,8 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
         api_keys=config.api_keys(),
     )
     app = Starlette(
-        routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES, *anthropic_routes.ROUTES,
-                *registry_routes.ROUTES],
+        routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES, *responses_routes.ROUTES,
+                *anthropic_routes.ROUTES, *registry_routes.ROUTES],
         middleware=[guard], exception_handlers={HTTPException: _http_error}, lifespan=lifespan,
     )
     app.state.kettle = state

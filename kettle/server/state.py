@@ -24,6 +24,7 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from kettle.engine.scheduler import Scheduler
+from kettle.server.conversations import Conversations
 from kettle.server.models import Catalog
 
 T = TypeVar("T")
@@ -69,6 +70,7 @@ class ServerState:
     max_prompt: int  # characters in one prompt, message, system or template
     limiter: CapacityLimiter = field(init=False)
     shutdown: Shutdown = field(default_factory=Shutdown)
+    conversations: Conversations = field(default_factory=Conversations)  # /v1/responses' stored answers
 
     def __post_init__(self) -> None:
         sched = self.scheduler
