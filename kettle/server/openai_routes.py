@@ -34,6 +34,7 @@ from kettle.errors import InvalidParameter
 from kettle.server.generation import Kind, collect, events
 from kettle.server.ollama_routes import embed_core, prepared, state_of
 from kettle.server.store_routes import remove_model
+from kettle.server.stored_completions import Streamed, check_metadata, page
 from kettle.server.streaming import (
     JSON, SSE, SSE_DONE, EventStream, endpoint, log_unexpected, read_json, sse_event, until_disconnect,
 )
@@ -156,10 +157,10 @@ def _check_common(f: Fields, chat: bool = True) -> None:
     bias = f.object("logit_bias")
     if bias:
         raise _unsupported("logit_bias", "token biases are not supported; leave it out")
-    if f.bool("store", False):
-        raise _unsupported("store", "stored completions are not kept; send store=false or leave it out")
+    if f.bool("store", False) and not chat:
+        raise _unsupported("store", "only chat completions are stored; send store=false or leave it out")
     f.bool("parallel_tool_calls", True)
-    f.object("metadata")
+    check_metadata(f.obj.get("metadata"))
 
 
 def _tool_choice(f: Fields) -> bool:
@@ -294,16 +295,29 @@ async def _sse(objects: AsyncGenerator[dict[str, Any], None], translate: Any, us
 
 
 async def _run(request: Request, body: dict[str, Any], ollama_body: dict[str, Any], kind: Kind,
-               object_name: str, respond: Any, chunk: Any) -> Response:
+               object_name: str, respond: Any, chunk: Any, keep: Any = None) -> Response:
+    """``keep``: called with the whole completion (``store: true``)."""
     stream_options = Fields(body).object("stream_options") or {}
     p = await prepared(request, ollama_body, kind)
     cid, created = f"{object_name}-{uuid.uuid4().hex[:24]}", int(time.time())
+    if p.request.stream and keep is not None:
+        streamed, plain = Streamed(), chunk
+
+        def chunk(obj: dict[str, Any], cid: str, created: int, first: bool) -> dict[str, Any]:
+            out = plain(obj, cid, created, first)
+            streamed.add(out)
+            if obj.get("done"):
+                keep(streamed.completion(_cached({"usage": _usage(obj)}, p)["usage"]))
+            return out
     if p.request.stream:
         chunk_object = "chat.completion.chunk" if kind is Kind.CHAT else "text_completion"
         usage = ((lambda obj: _cached(usage_chunk(obj, cid, created, chunk_object), p))
                  if stream_options.get("include_usage") else None)
         return EventStream(_sse(events(p), lambda obj, first: chunk(obj, cid, created, first), usage), SSE)
-    return JSON(_cached(respond(await until_disconnect(request, collect(p), lambda: None), cid, created), p))
+    out = _cached(respond(await until_disconnect(request, collect(p), lambda: None), cid, created), p)
+    if keep is not None:
+        await state_of(request).blocking(keep, out)
+    return JSON(out)
 
 
 def _cached(out: dict[str, Any], p: Any) -> dict[str, Any]:
@@ -316,7 +330,46 @@ def _cached(out: dict[str, Any], p: Any) -> dict[str, Any]:
 @endpoint(openai_error)
 async def chat_completions(request: Request) -> Response:
     body = await read_json(request)
-    return await _run(request, body, chat_request(body), Kind.CHAT, "chatcmpl", chat_response, chat_chunk)
+    chat = chat_request(body)
+    keep = None
+    if Fields(body).bool("store", False):
+        stored, metadata = state_of(request).completions, check_metadata(body.get("metadata"))
+
+        def keep(completion: dict[str, Any]) -> None:
+            stored.put(completion, body["messages"], metadata)
+    return await _run(request, body, chat, Kind.CHAT, "chatcmpl", chat_response, chat_chunk, keep)
+
+
+# -- stored chat completions (store: true; kept by kettle.server.stored_completions) ---------
+
+@endpoint(openai_error)
+async def stored_list(request: Request) -> Response:
+    q = request.query_params
+    metadata = {k[len("metadata["):-1]: v for k, v in q.items() if k.startswith("metadata[") and k.endswith("]")}
+    state = state_of(request)
+    return JSON(page(await state.blocking(state.completions.list, q.get("model"), metadata), q))
+
+
+@endpoint(openai_error)
+async def stored_one(request: Request) -> Response:
+    state, cid = state_of(request), request.path_params["cid"]
+    if request.method == "DELETE":
+        await state.blocking(state.completions.delete, cid)
+        return JSON({"object": "chat.completion.deleted", "id": cid, "deleted": True})
+    if request.method == "POST":
+        body = await read_json(request)
+        if "metadata" not in body:
+            raise RequestError("metadata is required: the object that replaces the completion's metadata",
+                               field="metadata")
+        return JSON(await state.blocking(state.completions.update, cid, check_metadata(body["metadata"])))
+    return JSON(await state.blocking(state.completions.get, cid))
+
+
+@endpoint(openai_error)
+async def stored_messages(request: Request) -> Response:
+    state = state_of(request)
+    return JSON(page(await state.blocking(state.completions.messages, request.path_params["cid"]),
+                     request.query_params))
 
 
 @endpoint(openai_error)
@@ -366,6 +419,9 @@ async def model(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/chat/completions", stored_list, methods=["GET"]),
+    Route("/v1/chat/completions/{cid}", stored_one, methods=["GET", "POST", "DELETE"]),
+    Route("/v1/chat/completions/{cid}/messages", stored_messages, methods=["GET"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),

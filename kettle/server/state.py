@@ -24,8 +24,10 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from kettle.engine.scheduler import Scheduler
+from kettle import config
 from kettle.server.conversations import Conversations
 from kettle.server.models import Catalog
+from kettle.server.stored_completions import StoredCompletions
 
 T = TypeVar("T")
 
@@ -71,10 +73,13 @@ class ServerState:
     limiter: CapacityLimiter = field(init=False)
     shutdown: Shutdown = field(default_factory=Shutdown)
     conversations: Conversations = field(default_factory=Conversations)  # /v1/responses' stored answers
+    completions: StoredCompletions = field(init=False)  # /v1/chat/completions with store: true
 
     def __post_init__(self) -> None:
         sched = self.scheduler
         self.limiter = CapacityLimiter(sched.max_queue + sched.num_parallel * sched.max_loaded + EXTRA_THREADS)
+        self.completions = StoredCompletions(self.catalog.store.root / "completions",
+                                             config.get_int("KETTLE_MAX_STORED_COMPLETIONS"))
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)

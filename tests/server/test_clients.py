@@ -285,7 +285,7 @@ def test_openai_sdk_parameters_are_accepted_or_refused_by_name(server: Server) -
     )
     assert reply.choices[0].message.content is not None
     for name, value in [("n", 2), ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"42": 5}),
-                        ("store", True), ("tool_choice", "required")]:
+                        ("tool_choice", "required")]:
         with pytest.raises(openai.BadRequestError) as err:
             client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, **{name: value})
         assert err.value.body["param"] == name and err.value.body["type"] == "invalid_request_error", name
