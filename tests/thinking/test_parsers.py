@@ -5,7 +5,14 @@ import pytest
 
 from kettle.errors import CapabilityError, InvalidParameter
 from kettle.thinking import (
-    HarmonyParser, Style, TagParser, Think, new_splitter, parse_think, resolve_think, thinking_style,
+    HarmonyParser,
+    Style,
+    TagParser,
+    Think,
+    new_splitter,
+    parse_think,
+    resolve_think,
+    thinking_style,
 )
 
 QWEN3 = "<think>\nThe user wants the capital of France. That is Paris.\n</think>\n\nThe capital of France is Paris."
@@ -24,8 +31,8 @@ CASES = [  # (parser factory, output, thinking, content)
     (lambda: TagParser(inside=True), DEEPSEEK_R1, "Okay, 2 + 2 is 4. Simple.\n", "**4**"),
     (HarmonyParser, GPT_OSS, "User asks 2+2. Answer 4.", "2 + 2 = 4."),
     (HarmonyParser, "<|channel|>final<|message|>Hi there<|return|>", "", "Hi there"),
-    (HarmonyParser, "<|channel|>analysis<|message|>Hmm<|end|><|start|>assistant<|channel|>commentary<|message|>a"
-                    "<|end|><|start|>assistant<|channel|>final <|constrain|>json<|message|>{}", "Hmm", "a{}"),
+    (HarmonyParser, ("<|channel|>analysis<|message|>Hmm<|end|><|start|>assistant<|channel|>commentary<|message|>a"
+                     "<|end|><|start|>assistant<|channel|>final <|constrain|>json<|message|>{}"), "Hmm", "a{}"),
 ]
 
 
