@@ -32,6 +32,7 @@ from kettle.server.wire import RequestError
 from kettle.store import Store, StoredModel, parse_name
 from kettle.store.bundled import resolve_model
 from kettle.prompt import choose_template
+from kettle.thinking import thinking_style
 
 # How far in the future /api/ps puts a model kept forever (ollama: now + max duration).
 FOREVER_SHOWN = timedelta(days=292 * 365)
@@ -166,7 +167,8 @@ def capabilities_of(metadata: Mapping[str, Any], template_source: str) -> list[s
     """ollama's capabilities of a model: ``embedding`` when the file has a
     ``{arch}.pooling_type`` (an embedding model: nothing else), else ``completion``,
     and from the template ``tools`` (it names tools), ``insert`` (Go's ``.Suffix``)
-    and ``thinking`` (it writes ``<think>`` and ``</think>``)."""
+    and ``thinking`` (it writes ``<think>`` and ``</think>``, or gpt-oss's analysis channel:
+    ``kettle.thinking.thinking_style``)."""
     arch = metadata.get("general.architecture")
     if metadata.get(f"{arch}.pooling_type") is not None:
         return ["embedding"]
@@ -175,7 +177,7 @@ def capabilities_of(metadata: Mapping[str, Any], template_source: str) -> list[s
         capabilities.append("tools")
     if ".Suffix" in template_source:
         capabilities.append("insert")
-    if "<think>" in template_source and "</think>" in template_source:
+    if thinking_style(template_source) is not None:
         capabilities.append("thinking")
     return capabilities
 

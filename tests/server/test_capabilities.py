@@ -18,6 +18,7 @@ LLAMA = {"general.architecture": "llama"}
     (LLAMA, "<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}", ["completion", "insert"]),
     (LLAMA, "{% for m in messages %}<think>{{ m.reasoning }}</think>{% endfor %}", ["completion", "thinking"]),
     (LLAMA, "<think> only opens", ["completion"]),
+    (LLAMA, "<|start|>assistant<|channel|>analysis<|message|>{{ .Thinking }}<|end|>", ["completion", "thinking"]),
     ({"general.architecture": "bert", "bert.pooling_type": 1}, "{{ .Prompt }}", ["embedding"]),
     ({"general.architecture": "qwen2", "qwen2.pooling_type": 3}, "{{ .Tools }}", ["embedding"]),
     ({"general.architecture": "bert", "llama.pooling_type": 1}, "", ["completion"]),  # another arch's key
