@@ -27,6 +27,7 @@ from kettle.errors import TemplateError
 from kettle.templates.jinja import TEMPLATE_VARIABLES, JinjaChatTemplate
 from kettle.templates.limits import DEFAULT_LIMITS, TemplateLimits
 from kettle.templates.ollama import DEFAULT_TEMPLATE, GoChatTemplate
+from kettle.thinking import Think
 
 Syntax = Literal["go", "jinja"]
 _JINJA_MARKERS = ("{%", "{#")
@@ -46,7 +47,7 @@ class ChatTemplate:
 
     def render(self, messages: list[dict], *, system: str | None = None, tools: list | None = None,
                add_generation_prompt: bool = True, bos_token: str = "", eos_token: str = "",
-               suffix: str = "", response: str = "") -> str:
+               suffix: str = "", response: str = "", think: Think | None = None) -> str:
         """The prompt for a conversation.
 
         ``messages``: dicts with ``role`` and ``content`` (and optionally ``tool_calls``,
@@ -56,6 +57,8 @@ class ChatTemplate:
         ``response``: text the assistant's answer starts with (ollama's prefill: the last turn's
         ``.Response`` in legacy Go templates; HF's ``continue_final_message`` in Jinja).
         ``suffix``: Go templates only, fill-in-the-middle with the last user message as prompt.
+        ``think``: ``kettle.thinking.Think`` (None: not set): Go's ``.Think``, ``.ThinkLevel``,
+        ``.IsThinkSet``; Jinja's ``enable_thinking`` and ``reasoning_effort``.
         ``add_generation_prompt``, ``bos_token``, ``eos_token``: Jinja templates only (a Go
         template always ends where the model writes, as in ollama).
         Raises :class:`TemplateError` for bad messages or when the template fails or hits a limit.
@@ -66,9 +69,10 @@ class ChatTemplate:
             if not isinstance(m, Mapping):
                 raise TemplateError("every message must be an object with a role and content")
         if isinstance(self._engine, GoChatTemplate):
-            return self._engine.render(messages, system=system, tools=tools, suffix=suffix, response=response)
+            return self._engine.render(messages, system=system, tools=tools, suffix=suffix, response=response,
+                                       think=think)
         return self._engine.render(messages, system=system, tools=tools, add_generation_prompt=add_generation_prompt,
-                                   bos_token=bos_token, eos_token=eos_token, response=response)
+                                   bos_token=bos_token, eos_token=eos_token, response=response, think=think)
 
 
 def compile_template(source: str, limits: TemplateLimits = DEFAULT_LIMITS) -> ChatTemplate:

@@ -48,6 +48,7 @@ from jinja2.visitor import NodeTransformer
 from kettle.errors import TemplateError
 from kettle.templates import jinja_bounds as bounds
 from kettle.templates.limits import Budget, TemplateLimits
+from kettle.thinking import Think
 
 TEMPLATE_VARIABLES = frozenset({"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"})
 _BUDGET = bounds.BUDGET
@@ -253,11 +254,12 @@ class JinjaChatTemplate:
 
     def render(self, messages: Sequence[Mapping[str, Any]], *, system: str | None = None,
                tools: Sequence[Any] | None = None, add_generation_prompt: bool = True,
-               bos_token: str = "", eos_token: str = "", response: str = "") -> str:
+               bos_token: str = "", eos_token: str = "", response: str = "", think: Think | None = None) -> str:
         """HF's ``apply_chat_template(..., tokenize=False)``. ``system`` is prepended unless the
         conversation starts with a system message; a non-empty ``response`` is appended as an
         assistant message and the prompt is cut right after its text (HF's
-        ``continue_final_message``), so generation continues it."""
+        ``continue_final_message``), so generation continues it. ``think`` (when set) becomes
+        ``enable_thinking`` (qwen3's name) and, with a level, ``reasoning_effort`` (gpt-oss's)."""
         msgs = [dict(m) for m in messages]
         if system and (not msgs or msgs[0].get("role") != "system"):
             msgs.insert(0, {"role": "system", "content": system})
@@ -268,6 +270,10 @@ class JinjaChatTemplate:
             "messages": msgs, "tools": list(tools) if tools is not None else None, "documents": None,
             "add_generation_prompt": add_generation_prompt, "bos_token": bos_token, "eos_token": eos_token,
         }
+        if think is not None:
+            variables["enable_thinking"] = think.enabled
+            if think.level:
+                variables["reasoning_effort"] = think.level
         text = self._generate(variables)
         if response:
             tail = response if response in text else response.strip()

@@ -23,6 +23,7 @@ never has (``.Sytem``) is an error at compile time or render time instead of ``<
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ from kettle.templates.gotmpl.parser import parse
 from kettle.templates.gotmpl.strings import to_text
 from kettle.templates.gotmpl.values import GoList, GoStruct, Ptr, indirect
 from kettle.templates.limits import Budget, TemplateLimits
+from kettle.thinking import Think
 
 ROOT_FIELDS = frozenset({
     "System", "Prompt", "Response", "Suffix", "Messages", "Tools", "Think", "ThinkLevel", "IsThinkSet",
@@ -208,18 +210,32 @@ class GoChatTemplate:
         self.names = frozenset(names)
         self.uses_messages = "messages" in names
         self.last_turn = cut_after_response(tree)
+        self._think: dict[str, Any] = {"Think": False, "ThinkLevel": "", "IsThinkSet": False}  # think not set
 
     def _run(self, tree: ListNode, values: dict[str, Any], budget: Budget) -> str:
-        root = StrictRoot({"Think": False, "ThinkLevel": "", "IsThinkSet": False, **values}, ROOT_FIELDS)
+        root = StrictRoot({**self._think, **values}, ROOT_FIELDS)
         return Executor(FUNCS, budget).execute(tree, root)
 
     def render(self, messages: Sequence[Mapping[str, Any]], *, system: str | None = None,
                tools: Sequence[Mapping[str, Any]] | None = None, suffix: str = "",
-               response: str = "") -> str:
+               response: str = "", think: Think | None = None) -> str:
         """The prompt for ``messages`` (dicts with role, content, and optionally tool_calls,
         thinking, tool_name, tool_call_id). ``system`` is prepended as a system message unless
         the conversation starts with one (ollama's chat handler); ``response`` is appended as an
-        assistant message (a prefill); ``suffix`` selects fill-in-the-middle."""
+        assistant message (a prefill); ``suffix`` selects fill-in-the-middle; ``think`` sets
+        ``.Think``, ``.ThinkLevel`` and ``.IsThinkSet`` as ollama does."""
+        return self.with_think(think)._render(messages, system, tools, suffix, response)
+
+    def with_think(self, think: Think | None) -> GoChatTemplate:
+        """This template with the root's think fields set for one render (a shallow copy)."""
+        if think is None:
+            return self
+        other = copy.copy(self)
+        other._think = {"Think": think.enabled, "ThinkLevel": think.level, "IsThinkSet": True}
+        return other
+
+    def _render(self, messages: Sequence[Mapping[str, Any]], system: str | None,
+                tools: Sequence[Mapping[str, Any]] | None, suffix: str, response: str) -> str:
         budget = Budget(self.limits)
         msgs = [dict(m) if isinstance(m, Mapping) else m for m in messages]
         if system and (not msgs or not isinstance(msgs[0], Mapping) or msgs[0].get("role") != "system"):
