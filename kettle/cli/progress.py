@@ -3,7 +3,8 @@
 Each object is ``{"status": ...}`` or, while a blob transfers,
 ``{"status": "pulling <digest12>", "digest", "total", "completed"}``. On a
 terminal a byte-counting bar is drawn per digest (with ``rich``) and each other
-status gets its own line, as ollama's CLI shows them; elsewhere (a pipe, a
+status gets its own line below the bars before it, in the order reported, as ollama's CLI
+shows them; elsewhere (a pipe, a
 log) each status is written once, and a transfer once when it completes.
 """
 
@@ -44,11 +45,11 @@ class ProgressDisplay:
             self._line(status)
 
     def _line(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, highlight=False, markup=False)
-        else:
-            self.err.write(text + "\n")
-            self.err.flush()
+        # A status after transfers ("verifying sha256 digest") comes below their bars: the bars
+        # are finished where they stand first (rich would print the line above a live display).
+        self.close()
+        self.err.write(text + "\n")
+        self.err.flush()
 
     def _transfer(self, digest: str, completed: int, total: int) -> None:
         if not self.tty:
@@ -82,3 +83,4 @@ class ProgressDisplay:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+            self._bars.clear()  # a later transfer gets a new bar, below what was printed since
