@@ -175,6 +175,7 @@ class Download:
         self.min_part = min_part
         self.backoff_s = backoff_s
         self._lock = threading.Lock()
+        self._reporting = threading.Lock()  # held while ``progress`` runs (part threads report in turn)
         self._stop = threading.Event()
         self._parts: list[Part] = []
         self._open: set[httpx.Response] = set()  # their sockets are shut down on a halt
@@ -372,8 +373,10 @@ class Download:
             if not force and now - self._last_report < REPORT_EVERY_S:
                 return
             self._last_report = now
-            done = sum(p.done for p in self._parts)
-        self.progress(done)
+        with self._reporting:  # one report at a time, counted inside it: the counts never go back
+            with self._lock:
+                done = sum(p.done for p in self._parts)
+            self.progress(done)
 
 
 def finish(store: Store, layer: Layer) -> str:

@@ -70,6 +70,25 @@ def test_large_blob_comes_in_parallel_ranged_parts(store: Store, registry: FakeR
     assert store.blob_path(digest_of(data)).read_bytes() == data
 
 
+def test_parallel_parts_report_counts_in_order(store: Store, registry: FakeRegistry,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part thread reports; a slow report must not let an older count arrive after a newer one."""
+    import kettle.store.transfer as transfer
+
+    monkeypatch.setattr(transfer, "REPORT_EVERY_S", 0.0)  # every chunk reports
+    data = serve_model(registry, size=1_000_000)
+    seen: list[int] = []
+
+    def report(event: dict[str, Any]) -> None:
+        if event.get("digest") == digest_of(data):
+            time.sleep(0.001)  # widen the window between counting and reporting
+            seen.append(event["completed"])
+
+    pull_model(store, f"{registry.host}/library/tiny", report, insecure=True, min_part=100_000, **FAST)
+    assert len(seen) > 10 and seen[-1] == len(data)
+    assert seen == sorted(seen), [b - a for a, b in zip(seen, seen[1:]) if b < a][:5]
+
+
 def test_missing_model_is_model_not_found(store: Store, registry: FakeRegistry) -> None:
     with pytest.raises(ModelNotFound, match="has no such model"):
         pull(store, registry, "library/absent")
