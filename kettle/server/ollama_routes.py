@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from kettle import __version__
 from kettle.engine.scheduler import EmbedResult, parse_keep_alive
+from kettle.request import embed_ids
 from kettle.server.generation import Kind, Prepared, collect, events, parse_request, prepare
 from kettle.server.state import ServerState
 from kettle.server.streaming import (
@@ -76,6 +77,8 @@ async def embed_core(request: Request, model: str, inputs: list[str], *, truncat
         try:
             if not inputs:
                 return None, lease.load_duration
+            if not truncate:
+                await state.blocking(_check_fits, lease.model, inputs)
             loop = asyncio.get_running_loop()
             done: asyncio.Future[Any] = loop.create_future()
 
@@ -100,6 +103,15 @@ async def embed_core(request: Request, model: str, inputs: list[str], *, truncat
         "model": model, "embeddings": vectors.tolist(), "total_duration": time.perf_counter_ns() - started,
         "load_duration": load_ns, "prompt_eval_count": result.prompt_tokens if result is not None else 0,
     }
+
+
+def _check_fits(model: Any, inputs: list[str]) -> None:
+    """``truncate: false``: a 400 naming the first input longer than the context."""
+    for i, ids in enumerate(embed_ids(model.prompts, inputs)):
+        if len(ids) > model.n_ctx:
+            where = "input" if len(inputs) == 1 else f"input[{i}]"
+            raise RequestError(f"{where} is {len(ids)} tokens, longer than the context length ({model.n_ctx}): "
+                               f"shorten it, raise num_ctx, or send \"truncate\": true to cut it", field=where)
 
 
 def _inputs(body: dict[str, Any]) -> list[str]:
