@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -73,7 +74,7 @@ def test_large_blob_comes_in_parallel_ranged_parts(store: Store, registry: FakeR
 def test_parallel_parts_report_counts_in_order(store: Store, registry: FakeRegistry,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Each part thread reports; a slow report must not let an older count arrive after a newer one."""
-    import kettle.store.transfer as transfer
+    from kettle.store import transfer
 
     monkeypatch.setattr(transfer, "REPORT_EVERY_S", 0.0)  # every chunk reports
     data = serve_model(registry, size=1_000_000)
@@ -86,7 +87,7 @@ def test_parallel_parts_report_counts_in_order(store: Store, registry: FakeRegis
 
     pull_model(store, f"{registry.host}/library/tiny", report, insecure=True, min_part=100_000, **FAST)
     assert len(seen) > 10 and seen[-1] == len(data)
-    assert seen == sorted(seen), [b - a for a, b in zip(seen, seen[1:]) if b < a][:5]
+    assert seen == sorted(seen), [(a, b) for a, b in itertools.pairwise(seen) if b < a][:5]
 
 
 def test_missing_model_is_model_not_found(store: Store, registry: FakeRegistry) -> None:
