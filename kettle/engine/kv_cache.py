@@ -7,38 +7,66 @@ ring buffer: sliding-window layers mask, they do not evict). The model only
 
 Arrays come from ``np.zeros``, whose pages the OS maps lazily: a 4096-token
 cache costs memory only for the positions actually written.
+
+``kind`` is the element type, as llama.cpp's ``-ctk/-ctv`` (``kettle.ops.kv_elements``):
+``f16`` (the default, as llama.cpp's and ollama's), ``q8_0`` (about half of that: int8 codes
+and one f16 scale per 32 values), or ``f32``. Keys and values are stored in that type when
+``put`` and read by the attention kernels as they are, never widened into a copy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kettle import config
 from kettle.engine.memory import available_memory
-from kettle.errors import ContextOverflow, InsufficientMemory
+from kettle.errors import ContextOverflow, InsufficientMemory, InvalidParameter
 from kettle.ops._jit import exact_kernel
+from kettle.ops.kv_elements import BYTES_PER_VALUE, KV_TYPES, storage, store_row
+
+DEFAULT_KIND = "f16"
+
+
+def kv_cache_type() -> str:
+    """``KETTLE_KV_CACHE_TYPE`` (f16, q8_0 or f32), checked."""
+    kind = config.get("KETTLE_KV_CACHE_TYPE").strip().lower() or DEFAULT_KIND
+    if kind not in KV_TYPES:
+        raise InvalidParameter("KETTLE_KV_CACHE_TYPE", kind, f"expected one of {', '.join(KV_TYPES)}")
+    return kind
 
 
 @exact_kernel
-def _scatter(cache, layer, slots, positions, rows):  # cache (n_layer, n_slots, n_kv, n_ctx, hd) <- rows (n, n_kv * hd)
+def _scatter(cache, scales, layer, scale_layer, slots, positions, rows):
+    # cache (n_layer, n_slots, n_kv, n_ctx, hd) <- rows (n, n_kv * hd), in the cache's type
     n_kv, hd = cache.shape[2], cache.shape[4]
     for t in range(rows.shape[0]):
         for h in range(n_kv):
-            for i in range(hd):
-                cache[layer, slots[t], h, positions[t], i] = rows[t, h * hd + i]
+            store_row(cache[layer, slots[t], h], scales[scale_layer, slots[t], h], positions[t],
+                      rows[t, h * hd:(h + 1) * hd])
 
 
 class KVCache:
-    def __init__(self, n_layer: int, n_kv_head: int, head_dim: int, n_ctx: int, n_slots: int) -> None:
+    def __init__(self, n_layer: int, n_kv_head: int, head_dim: int, n_ctx: int, n_slots: int,
+                 kind: str = DEFAULT_KIND) -> None:
         self.n_layer = n_layer
         self.n_ctx = n_ctx
         self.n_slots = n_slots
+        self.kind = kind
+        dtype, block = storage(kind)
+        if block and head_dim % block:
+            raise ValueError(f"a {kind} KV cache needs a head size that is a multiple of {block}, this model's is "
+                             f"{head_dim}: use kv_cache_type f16")
         shape = (n_layer, n_slots, n_kv_head, n_ctx, head_dim)
+        # q8_0: one f16 scale per 32 values of a row; else a placeholder the kernels never read
+        scale_shape = (n_layer, n_slots, n_kv_head, n_ctx, head_dim // block) if block else (1, n_slots, n_kv_head, 1, 1)
         try:
-            self.k = np.zeros(shape, dtype=np.float32)  # (n_layer, n_slots, n_kv, n_ctx, hd)
-            self.v = np.zeros(shape, dtype=np.float32)
+            self.k = np.zeros(shape, dtype=dtype)  # (n_layer, n_slots, n_kv, n_ctx, hd)
+            self.v = np.zeros(shape, dtype=dtype)
+            self.k_scales = np.zeros(scale_shape, dtype=np.uint16)
+            self.v_scales = np.zeros(scale_shape, dtype=np.uint16)
         except MemoryError:  # the estimate (engine/memory.py) could not see the limit; say it plainly
             self.k = self.v = None
-            need = 2 * 4 * n_layer * n_slots * n_kv_head * n_ctx * head_dim
+            need = int(2 * BYTES_PER_VALUE[kind] * n_layer * n_slots * n_kv_head * n_ctx * head_dim)
             raise InsufficientMemory(
                 f"model requires more system memory ({need / 2**30:.1f} GiB for its KV cache) than is available: "
                 f"lower num_ctx ({n_ctx}) or the number of parallel sequences ({n_slots}), or free memory",
@@ -49,13 +77,18 @@ class KVCache:
 
     # -- what the model uses ---------------------------------------------------
 
-    def layer(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.k[layer], self.v[layer]
+    def layer(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """k, v (n_slots, n_kv, n_ctx, hd) of ``layer`` and, for q8_0, their scales."""
+        if self.kind != "q8_0":
+            return self.k[layer], self.v[layer], None, None
+        return self.k[layer], self.v[layer], self.k_scales[layer], self.v_scales[layer]
 
     def put(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-        """k, v (n, n_kv * hd) of tokens at (slots[t], positions[t])."""
-        _scatter(self.k, layer, slots, positions, np.ascontiguousarray(k))  # one call, not numpy's fancy
-        _scatter(self.v, layer, slots, positions, np.ascontiguousarray(v))  # indexing (4-5 us each)
+        """k, v (n, n_kv * hd) float32 of tokens at (slots[t], positions[t]), stored in the cache's type."""
+        at = layer if self.kind == "q8_0" else 0  # the placeholder scales have one layer
+        # one call each, not numpy's fancy indexing (4-5 us each)
+        _scatter(self.k, self.k_scales, layer, at, slots, positions, np.ascontiguousarray(k, dtype=np.float32))
+        _scatter(self.v, self.v_scales, layer, at, slots, positions, np.ascontiguousarray(v, dtype=np.float32))
 
     # -- what the engine uses --------------------------------------------------
 
@@ -94,6 +127,9 @@ class KVCache:
         n = min(n, int(self.lengths[src]))
         self.k[:, dst, :, :n] = self.k[:, src, :, :n]
         self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+        if self.kind == "q8_0":
+            self.k_scales[:, dst, :, :n] = self.k_scales[:, src, :, :n]
+            self.v_scales[:, dst, :, :n] = self.v_scales[:, src, :, :n]
         self.lengths[dst] = n
         self.tokens[dst] = self.tokens[src][:n]
 

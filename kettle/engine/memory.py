@@ -12,7 +12,8 @@ pages are page cache, which the kernel reads in and drops as it needs (and
 Allocated are:
 
 * the KV cache, all of it: ``n_layer * 2 (k, v) * n_slots * n_kv_head * n_ctx
-  * head_dim * 4`` bytes (float32);
+  * head_dim * b`` bytes, ``b`` the cache type's bytes per value (f16: 2, q8_0:
+  1.0625, f32: 4; ``KETTLE_KV_CACHE_TYPE``);
 * the working buffers of one forward step of ``n_batch`` tokens: the
   activations (residual, norms, q, k, v, attention output, the ffn's gate, up
   and product), one row of logits per slot, and each thread's attention
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from kettle.errors import InsufficientMemory
 from kettle.models import TransformerConfig
+from kettle.ops.kv_elements import BYTES_PER_VALUE
 
 F32 = 4  # bytes
 GIB = 1 << 30
@@ -58,9 +60,13 @@ class MemoryEstimate:
         return self.kv_cache + self.scratch
 
 
-def kv_cache_bytes(cfg: TransformerConfig, n_ctx: int, n_slots: int) -> int:
-    """k and v of every layer, slot and position: (n_layer, n_slots, n_kv, n_ctx, hd) float32, twice."""
-    return cfg.n_layer * 2 * n_slots * cfg.n_kv_head * n_ctx * cfg.head_dim * F32
+def kv_cache_bytes(cfg: TransformerConfig, n_ctx: int, n_slots: int, kind: str | None = None) -> int:
+    """k and v of every layer, slot and position: (n_layer, n_slots, n_kv, n_ctx, hd) values of
+    the cache type ``kind`` (``KETTLE_KV_CACHE_TYPE`` when None), twice."""
+    from kettle.engine.kv_cache import kv_cache_type
+
+    per_value = BYTES_PER_VALUE[kind or kv_cache_type()]
+    return int(cfg.n_layer * 2 * n_slots * cfg.n_kv_head * n_ctx * cfg.head_dim * per_value)
 
 
 def estimate(cfg: TransformerConfig, *, n_ctx: int, n_slots: int, n_batch: int, n_thread: int) -> MemoryEstimate:

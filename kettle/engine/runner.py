@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from kettle.engine.kv_cache import KVCache
+from kettle.engine.kv_cache import KVCache, kv_cache_type
 from kettle.engine.threads import ThreadGovernor
 from kettle.errors import Cancelled, ContextOverflow, InvalidParameter
 from kettle.models import Transformer
@@ -36,7 +36,7 @@ class Runner:
         self.n_thread = n_thread if n_thread > 0 else numba.config.NUMBA_NUM_THREADS
         self.n_thread = min(self.n_thread, numba.config.NUMBA_NUM_THREADS)
         self.threads = ThreadGovernor(self.n_thread)  # 1 or n_thread per step, by measurement
-        self.cache = KVCache(cfg.n_layer, cfg.n_kv_head, cfg.head_dim, n_ctx, n_slots)
+        self.cache = KVCache(cfg.n_layer, cfg.n_kv_head, cfg.head_dim, n_ctx, n_slots, kv_cache_type())
         # One forward at a time: the cache is shared state.
         self.lock = threading.Lock()
 

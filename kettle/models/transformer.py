@@ -175,7 +175,8 @@ class KVStore(Protocol):
 
     n_ctx: int
 
-    def layer(self, layer: int) -> tuple[np.ndarray, np.ndarray]: ...  # k, v: (n_slots, n_kv, n_ctx, hd)
+    # k, v (n_slots, n_kv, n_ctx, hd) in the cache's type, and q8_0's scales (else None)
+    def layer(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]: ...
 
     def put(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None: ...
 
@@ -361,11 +362,11 @@ class _Block:
             rope_inplace(q, rope, cfg.n_head, cfg.head_dim, cfg.rope_style)
             rope_inplace(k, rope, cfg.n_kv_head, cfg.head_dim, cfg.rope_style)
         cache.put(self.index, slots, positions, k, v)
-        k_cache, v_cache = cache.layer(self.index)
+        k_cache, v_cache, k_scales, v_scales = cache.layer(self.index)
         att = np.empty((n, cfg.n_head, cfg.head_dim), dtype=np.float32)
         attention(
             q.reshape(n, cfg.n_head, cfg.head_dim), k_cache, v_cache, slots, positions,
-            self.layer.window, cfg.attn_scale, att, cfg.attn_softcap,
+            self.layer.window, cfg.attn_scale, att, cfg.attn_softcap, k_scales, v_scales,
         )
         o = self.wo.matmul(att.reshape(n, cfg.n_head * cfg.head_dim))  # (n, n_embd)
         _add_bias(o, self.bo)
