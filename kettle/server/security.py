@@ -128,7 +128,7 @@ class Guard:
                     (b"access-control-max-age", b"43200"),
                 ])
                 return
-        if self.api_keys and scope["path"] not in OPEN_PATHS and not self._authorized(headers.get("authorization")):
+        if self.api_keys and scope["path"] not in OPEN_PATHS and not self._authorized(headers.get("authorization"), headers.get("x-api-key")):
             await _reply(send, 401, {"error": "unauthorized: send 'Authorization: Bearer <key>' with a key of "
                                               "KETTLE_API_KEY"}, cors + [(b"www-authenticate", b"Bearer")])
             return
@@ -150,12 +150,16 @@ class Guard:
         await self.app(scope, receive, send_with_cors)
 
 
-    def _authorized(self, header: str | None) -> bool:
-        """A ``Bearer`` token equal to one of the keys (compared in constant time)."""
+    def _authorized(self, header: str | None, api_key: str | None = None) -> bool:
+        """A ``Bearer`` token, or an ``x-api-key`` header (what Anthropic's clients send), equal
+        to one of the keys (compared in constant time)."""
         scheme, _, token = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() == "bearer" and token.strip():
+            given = token.strip().encode("latin-1")
+        elif api_key and api_key.strip():
+            given = api_key.strip().encode("latin-1")
+        else:
             return False
-        given = token.strip().encode("latin-1")
         return any(hmac.compare_digest(given, key) for key in self.api_keys)
 
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -50,6 +51,14 @@ def test_the_clients_pass_the_key(keyed: Server) -> None:
     assert openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="first-key").models.list().data == []
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="nope").models.list()
+    # the anthropic SDK sends the key as x-api-key
+    with pytest.raises(anthropic.AuthenticationError) as err:
+        anthropic.Anthropic(base_url=keyed.url, api_key="nope").messages.count_tokens(
+            model="smollm2", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.status_code == 401
+    with keyed.client() as c:
+        assert c.get("/api/tags", headers={"x-api-key": "second-key"}).status_code == 200
+        assert c.get("/api/tags", headers={"x-api-key": ""}).status_code == 401
 
 
 def test_the_cli_sends_the_first_key(keyed: Server, tmp_path: Path) -> None:
