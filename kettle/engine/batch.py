@@ -15,6 +15,7 @@ Layers (STYLE.md item 11): step -> ``Chunk`` stream (text + stats) -> full text.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from kettle.engine.runner import Runner
 from kettle.engine.speculative import PromptLookup
 from kettle.errors import ContextOverflow, KettleError, ServerBusy
 from kettle.sampling import Sampler, SamplingParams, StopMatcher
+from kettle.sampling.logprobs import TokenLogprob, raw_logprob
 from kettle.tokenizer import StreamDecoder, Tokenizer
 
 
@@ -58,6 +60,11 @@ class Chunk:
     done_reason: str | None = None  # "stop" | "length" | "cancel"
     stats: Stats | None = None
     context: list[int] | None = None  # prompt + generated ids, on the last chunk
+    # With params.logprobs: the generated tokens whose text starts in this chunk (the end-of-
+    # generation token and the tokens of a stop string are not reported).
+    logprobs: list[TokenLogprob] | None = None
+    # With params.prompt_logprobs, on the last chunk: one per prompt token (the first is None).
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 class Constraint(Protocol):
@@ -97,6 +104,12 @@ class Sequence:
         self.t_first: int | None = None  # when the prompt finished
         self.lookup = PromptLookup(self.prompt_ids) if params.draft_num_predict > 0 else None
         self.draft: list[int] = []  # tokens proposed for this step, evaluated after next_token
+        # logprobs (params.logprobs): recorded, not yet sent; characters fed to / let out of
+        # the stop matcher, which place each token's text
+        self.pending_logprobs: list[TokenLogprob] = []
+        self.fed_chars = 0
+        self.emitted_chars = 0
+        self.prompt_logprobs: list[TokenLogprob | None] | None = [None] if params.prompt_logprobs else None
 
 
 class BatchEngine:
@@ -128,6 +141,8 @@ class BatchEngine:
         best = max(self._free, key=lambda s: cache.common_prefix(s, prompt_ids))
         self._free.remove(best)
         keep = min(cache.common_prefix(best, prompt_ids), len(prompt_ids) - 1)
+        if params.prompt_logprobs:  # every prompt position's logits are needed: no reuse
+            keep = 0
         cache.truncate(best, keep)
         seq.slot = best
         seq.pending = list(prompt_ids[keep:])
@@ -174,17 +189,22 @@ class BatchEngine:
                 positions.append(start + i)
                 slots.append(seq.slot)
             budget -= len(seq.draft)
-        prefilled: list[tuple[Sequence, int]] = []
+        prefilled: list[tuple[Sequence, int, int]] = []  # sequence, tokens taken, prompt rows scored
         for seq in self.active:  # then prompts, within the budget
             if seq.next_token is None and seq.pending and budget > 0:
                 take = seq.pending[:budget]
                 start = int(cache.lengths[seq.slot])
+                first = len(tokens)
                 tokens.extend(take)
                 positions.extend(range(start, start + len(take)))
                 slots.extend([seq.slot] * len(take))
                 del seq.pending[: len(take)]
                 budget -= len(take)
-                prefilled.append((seq, len(take)))
+                scored = 0
+                if seq.prompt_logprobs is not None:  # each row predicts the next prompt token
+                    scored = len(take) - 1 if not seq.pending else len(take)
+                    outputs.extend(range(first, first + scored))
+                prefilled.append((seq, len(take), scored))
                 if not seq.pending:
                     outputs.append(len(tokens) - 1)
                     takers.append(seq)
@@ -193,23 +213,36 @@ class BatchEngine:
         t0 = time.perf_counter_ns()
         logits = self.runner.forward(tokens, positions, slots, outputs=outputs)
         elapsed = time.perf_counter_ns() - t0
-        for seq, n in prefilled:
+        for seq, n, _ in prefilled:
             seq.stats.prompt_eval_count += n
             seq.stats.prompt_eval_duration += elapsed
-        # Rows in the order of ``outputs``: the decoding sequences', their drafts', the prompts'.
+        # Rows in the order of ``outputs``: the decoding sequences', their drafts', then per
+        # prefilled sequence its scored prompt rows and, when its prompt is done, its last row.
         rows = iter(logits)
-        decoding, prompts = takers[:n_decoding], takers[n_decoding:]
+        decoding = takers[:n_decoding]
         firsts = [next(rows) for _ in decoding]
         drafted = [[next(rows) for _ in seq.draft] for seq in decoding]
         for seq, row, draft_rows in zip(decoding, firsts, drafted, strict=True):
             seq.stats.eval_duration += elapsed
             events.extend((seq, chunk) for chunk in self._verify(seq, row, draft_rows))
-        for seq, row in zip(prompts, rows):
+        for seq, _, scored in prefilled:
+            if seq.prompt_logprobs is not None:
+                self._score_prompt(seq, [next(rows) for _ in range(scored)])
+            if seq.pending:
+                continue
             seq.t_first = time.perf_counter_ns()
-            chunk = self._advance(seq, row)
+            chunk = self._advance(seq, next(rows))
             if chunk is not None:
                 events.append((seq, chunk))
         return events
+
+    def _score_prompt(self, seq: Sequence, rows: list[np.ndarray]) -> None:
+        """Record the prompt tokens that ``rows`` (the logits of the positions before them) predict."""
+        scores, top_n = seq.prompt_logprobs, seq.params.logprobs or 0
+        if scores is None:
+            return
+        for row in rows:
+            scores.append(raw_logprob(row, seq.prompt_ids[len(scores)], top_n))
 
     def _draft(self, seq: Sequence, budget: int) -> list[int]:
         """Tokens proposed to follow ``seq.next_token`` (prompt lookup), within the batch
@@ -249,7 +282,11 @@ class BatchEngine:
         """Sample the next token of ``seq`` from its logits row; maybe finish it."""
         if seq.constraint is not None:
             seq.constraint.mask(logits)
-        token = seq.sampler.sample(logits, seq.history)
+        recorded: TokenLogprob | None = None
+        if seq.params.logprobs is None:
+            token = seq.sampler.sample(logits, seq.history)
+        else:
+            token, recorded = seq.sampler.sample_logprobs(logits, seq.history, seq.params.logprobs)
         if seq.constraint is not None:
             seq.constraint.accept(token)
         seq.generated.append(token)
@@ -259,7 +296,11 @@ class BatchEngine:
         seq.stats.eval_count += 1
         if self.tokenizer.is_eog(token):
             return self._finish(seq, "stop")
-        text, hit = seq.stop.feed(seq.decoder.feed(token))
+        piece = seq.decoder.feed(token)
+        if recorded is not None:
+            seq.pending_logprobs.append(dataclasses.replace(recorded, offset=seq.fed_chars))
+            seq.fed_chars += len(piece)
+        text, hit = seq.stop.feed(piece)
         if hit:
             return self._finish(seq, "stop", text, [token], flush=False)
         if seq.constraint is not None and seq.constraint.is_complete():
@@ -269,20 +310,37 @@ class BatchEngine:
         if int(self.runner.cache.lengths[seq.slot]) + 1 >= self.runner.n_ctx:
             return self._finish(seq, "length", text, [token])
         seq.next_token = token
-        return Chunk(text, [token]) if text else None
+        return Chunk(text, [token], logprobs=self._logprobs(seq, text)) if text else None
+
+    @staticmethod
+    def _logprobs(seq: Sequence, text: str, last: bool = False) -> list[TokenLogprob] | None:
+        """The pending logprobs of the tokens whose text starts within the text let out so far,
+        ``text`` included (``last``: every pending one); None when the request has none."""
+        if seq.params.logprobs is None:
+            return None
+        seq.emitted_chars += len(text)
+        cut = len(seq.pending_logprobs)
+        if not last:
+            cut = next((i for i, lp in enumerate(seq.pending_logprobs) if lp.offset >= seq.emitted_chars), cut)
+        out, seq.pending_logprobs = seq.pending_logprobs[:cut], seq.pending_logprobs[cut:]
+        return out
 
     def _finish(self, seq: Sequence, reason: str, text: str = "", tokens: list[int] | None = None,
                 flush: bool = True) -> Chunk:
         """End ``seq``. ``flush`` emits text held back by the decoder and the stop
         matcher (not after a stop string: what follows it is never emitted)."""
+        stopped = not flush
         if flush:
-            more, hit = seq.stop.feed(seq.decoder.flush())
-            text += more if hit else more + seq.stop.flush()
+            more, stopped = seq.stop.feed(seq.decoder.flush())
+            text += more if stopped else more + seq.stop.flush()
         self.release(seq)
         now = time.perf_counter_ns()
         seq.stats.total_duration = now - seq.t_start
+        # after a stop string, the tokens whose text lies in it (or after it) are not reported
+        logprobs = self._logprobs(seq, text, last=not stopped)
         return Chunk(text, tokens or [], done=True, done_reason=reason, stats=seq.stats,
-                     context=seq.prompt_ids + seq.generated)
+                     context=seq.prompt_ids + seq.generated, logprobs=logprobs,
+                     prompt_logprobs=seq.prompt_logprobs)
 
     def run(self, seq: Sequence) -> Iterator[Chunk]:
         """Drive the engine until ``seq`` is done, yielding its chunks (single user)."""

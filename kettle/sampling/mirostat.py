@@ -32,15 +32,16 @@ class _MirostatBase(abc.ABC):
     def truncate(self, c: Candidates) -> Candidates:
         """The candidates mirostat keeps at the current ``mu``."""
 
-    def choose(self, c: Candidates, rng: np.random.Generator) -> int:
+    def choose(self, c: Candidates, rng: np.random.Generator) -> tuple[int, Candidates]:
         """Sample one token id from ``c`` (temperature already applied) and adapt ``mu``:
-        truncate, draw from the renormalized kept set, move ``mu`` by the observed surprise."""
+        truncate, draw from the renormalized kept set, move ``mu`` by the observed surprise.
+        Returns the id and the kept set it was drawn from."""
         kept = self.truncate(c)
         probs = softmax(kept.logits)  # (n,) renormalized over the kept set
         index = pick(probs, rng.random())
         surprise = -math.log2(probs[index])
         self.mu -= self.eta * (surprise - self.tau)
-        return int(kept.ids[index])
+        return int(kept.ids[index]), kept
 
 
 class MirostatV1(_MirostatBase):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kettle.errors import InvalidParameter
 from kettle.sampling.fields import Kind, normalize_fields, option, validate_fields
+from kettle.sampling.logprobs import check_top
 
 # ollama caps an unlimited num_predict at this many context windows (llm/server.go).
 UNLIMITED_PREDICT_CONTEXTS = 10
@@ -120,9 +121,25 @@ class SamplingParams:
     tokens) and checked in the same forward pass; in [0, 64], default 8; 0 turns it off.
     The output is the same as without it, token for token (greedy or sampled)."""
 
+    # Not options (no Modelfile PARAMETER, not in a request's ``options``): what to report, set
+    # from a request's top-level ``logprobs`` / ``top_logprobs`` fields.
+    logprobs: int | None = None
+    """Record each generated token's log probability and this many of the most likely
+    alternatives (0..20) in the distribution the sampler drew from (see
+    :mod:`kettle.sampling.logprobs`); None (default) records nothing and costs nothing."""
+
+    prompt_logprobs: bool = False
+    """Also record the prompt tokens' log probabilities (each from the raw logits of the position
+    before it, with ``logprobs`` alternatives); the whole prompt is evaluated again (no cache
+    reuse). Needs ``logprobs``."""
+
     def __post_init__(self) -> None:
         normalize_fields(self)
         object.__setattr__(self, "mirostat", Mirostat(self.mirostat))
+        if self.logprobs is not None:
+            check_top(self.logprobs, "logprobs")
+        if self.prompt_logprobs and self.logprobs is None:
+            raise InvalidParameter("prompt_logprobs", True, "needs logprobs (a number of alternatives, 0..20)")
 
     def validate(self) -> None:
         """Raise ``InvalidParameter`` if any field is out of range (construction already checks;

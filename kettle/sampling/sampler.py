@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from kettle.errors import InvalidParameter, SamplingError
+from kettle.sampling.logprobs import TokenLogprob, token_logprob
 from kettle.sampling.mirostat import MirostatV1, MirostatV2
 from kettle.sampling.params import Mirostat, SamplingParams
 from kettle.sampling.transforms import (
@@ -116,6 +117,17 @@ class Sampler:
         last ``repeat_last_n`` matter. Raises ``SamplingError`` for NaN/+inf logits, a row with
         no finite logit, a wrong shape, or history ids outside the vocabulary.
         """
+        return self._draw(logits, history)[0]
+
+    def sample_logprobs(self, logits: np.ndarray, history: Sequence[int], top_n: int) -> tuple[int, TokenLogprob]:
+        """As :meth:`sample` (the same token, the same random draws), with the chosen token's
+        log probability and its ``top_n`` most likely alternatives in the distribution it was
+        drawn from (see :mod:`kettle.sampling.logprobs`)."""
+        token, dist = self._draw(logits, history)
+        return token, token_logprob(dist.ids, dist.logits, token, top_n)
+
+    def _draw(self, logits: np.ndarray, history: Sequence[int]) -> tuple[int, Candidates]:
+        """The token and the candidates whose softmax it was drawn from (greedy: the whole row)."""
         row = self._check_logits(logits)
         p = self.params
         if self._penalties_on:
@@ -123,7 +135,7 @@ class Sampler:
                            presence=p.presence_penalty, frequency=p.frequency_penalty,
                            newline_id=self._keep_newline)
         if p.greedy:
-            return greedy(row)
+            return greedy(row), Candidates(self._ids, row)
         top = np.max(row)  # NaN anywhere propagates into the max
         if not math.isfinite(top):
             raise SamplingError(f"logits are not a distribution (maximum {top})")
@@ -132,4 +144,4 @@ class Sampler:
             return self._mirostat.choose(temperature(cands, p.temperature), self._rng)
         for step in self._chain:
             cands = step(cands)
-        return int(cands.ids[pick(softmax(cands.logits), self._rng.random())])
+        return int(cands.ids[pick(softmax(cands.logits), self._rng.random())]), cands

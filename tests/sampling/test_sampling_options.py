@@ -36,6 +36,8 @@ SAMPLING_TABLE = [
     ("num_predict", [-2, -1, 0, 1, 128], [-3, 12.5, "128"]),
     ("num_keep", [-1, 0, 4, 100], [-2, "4"]),
     ("draft_num_predict", [0, 1, 8, 64], [-1, 65, 2.5, "8", True]),
+    ("logprobs", [None, 0, 5, 20], [-1, 21, 2.5, True, "3"]),  # not an option: set from a request
+    ("prompt_logprobs", [False], [True]),  # True needs logprobs
 ]
 
 LOAD_TABLE = [
