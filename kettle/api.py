@@ -15,7 +15,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,25 @@ from kettle.engine.batch import BatchEngine, Chunk, Constraint
 from kettle.engine.encoding import EmbeddingOnlyEngine, EncoderRunner
 from kettle.engine.memory import check_load_fits
 from kettle.engine.runner import Runner
-from kettle.errors import CapabilityError, ContextOverflow, GGUFError, InvalidParameter, MetadataError, TokenizerError
+from kettle.errors import (
+    CapabilityError,
+    ContextOverflow,
+    GGUFError,
+    MetadataError,
+    TokenizerError,
+)
 from kettle.gguf import GGUFFile
 from kettle.models import Encoder, Transformer, load_model
 from kettle.models.lora import LoraAdapter, apply_adapters
 from kettle.options import LoadOptions, parse_options
+from kettle.request import (
+    Kind,
+    PromptRequest,
+    build_prompt,
+    constraint_factory,
+    embed_ids,
+    sampling_params,
+)
 from kettle.sampling import SamplingParams
 from kettle.store import Store, resolve_model
 from kettle.tokenizer import Tokenizer
@@ -157,45 +171,37 @@ class Model:
                  **options: Any) -> Stream:
         """Continue ``prompt`` as given (no template). Options as ollama names them;
         ``format`` is ``"json"`` or a JSON schema that the output must match."""
-        self._can_generate("generate")
-        params = self._params(options)
-        ids = self.tokenize(prompt, add_special=True, parse_special=True)
-        return self._stream(ids, params, cancel, format)
+        return self.submit(PromptRequest(Kind.GENERATE, prompt=prompt, raw=True, options=options, format=format,
+                                         model=self.name), cancel=cancel)
 
     def generate_ids(self, ids: Sequence[int], *, cancel: threading.Event | None = None, format: Any = None,
                      **options: Any) -> Stream:
         """Like ``generate``, from token ids (ollama's ``context``, raw mode)."""
         self._can_generate("generate")
-        return self._stream(list(ids), self._params(options), cancel, format)
+        params = sampling_params(self.prompts, options, loaded=self.load_options)
+        return self._stream(list(ids), params, cancel, constraint_factory(self.prompts, format))
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, cancel: threading.Event | None = None,
              tools: Sequence[Mapping[str, Any]] | None = None, format: Any = None, **options: Any) -> Stream:
-        """Render ``messages`` with the model's chat template, then generate."""
-        self._can_generate("chat")
-        params = self._params(options, stops=self.prompts.stop_words)
-        text = self.prompts.render_chat(messages, tools=tools)
-        return self._stream(self.prompts.tokenize_prompt(text), params, cancel, format)
+        """Render ``messages`` with the model's chat template, then generate. A conversation
+        longer than the context raises ``ContextOverflow`` (``submit`` a ``PromptRequest``
+        with ``truncate=True`` to leave out old turns instead, as the server does)."""
+        return self.submit(PromptRequest(Kind.CHAT, messages=messages, tools=tools, truncate=False, options=options,
+                                         format=format, model=self.name), cancel=cancel)
 
-    def _params(self, options: Mapping[str, Any], stops: Sequence[str] = ()) -> SamplingParams:
-        base = dict(self.spec.params)
-        if stops and "stop" not in base:
-            base["stop"] = list(stops)
-        load, params = parse_options(options, base=base)
-        for name in ("num_ctx", "num_batch", "num_thread"):
-            if name in options and options[name] is not None and getattr(load, name) != getattr(self.load_options, name):
-                raise InvalidParameter(name, options[name], "a load-time option: pass it to kettle.load()")
-        return params
+    def submit(self, request: PromptRequest, *, cancel: threading.Event | None = None) -> Stream:
+        """Generate for a ``kettle.request.PromptRequest`` (template, system, raw, suffix,
+        context, truncation as the server's ``/api/generate`` and ``/api/chat`` do them)."""
+        self._can_generate(request.kind.value)
+        built = build_prompt(self.prompts, self.n_ctx, request, loaded=self.load_options)
+        return self._stream(built.ids, built.params, cancel, built.constraint)
 
-    def _stream(self, ids: list[int], params: SamplingParams, cancel: threading.Event | None, fmt: Any) -> Stream:
-        constraint = None
-        if fmt is not None and fmt != "":
-            from kettle.sampling.constrained import compile_format
-
-            factory = compile_format(self.tokenizer, fmt)
-            constraint = factory() if factory is not None else None
+    def _stream(self, ids: list[int], params: SamplingParams, cancel: threading.Event | None,
+                constraint: Callable[[], Constraint] | None) -> Stream:
         load_ns = self.load_duration if self._first_call else 0
         self._first_call = False
-        return Stream(self, ids, params, cancel or threading.Event(), load_ns, constraint)
+        return Stream(self, ids, params, cancel or threading.Event(), load_ns,
+                      constraint() if constraint is not None else None)
 
     # -- scoring and embeddings ----------------------------------------------------
 
@@ -221,7 +227,7 @@ class Model:
         """
         if isinstance(texts, str):
             texts = [texts]
-        batch = [self.tokenize(text, add_special=True, parse_special=True) for text in texts]
+        batch = embed_ids(self.prompts, texts)
         with self._lock:
             return self.embed_ids(batch, slot=0, truncate=truncate)[0]
 

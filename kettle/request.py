@@ -156,36 +156,48 @@ def _generate_ids(prompts: PromptBuilder, req: PromptRequest) -> tuple[list[int]
     return ids, prompts.stop_words
 
 
+def chat_ids(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],
+             tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+    """Prompt ids of ``messages`` rendered with the model's chat template, as they are."""
+    return prompts.tokenize_prompt(prompts.render_chat(messages, tools=tools))
+
+
 def fit_chat(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],
-             tools: Sequence[Mapping[str, Any]] | None, n_ctx: int, truncate: bool) -> tuple[list[int], int]:
+             tools: Sequence[Mapping[str, Any]] | None, n_ctx: int, truncate: bool,
+             whole_turns: bool = False) -> tuple[list[int], int]:
     """Prompt ids for ``messages`` that leave room for one token in ``n_ctx``, and how many
     messages were left out: when too long and ``truncate``, the fewest oldest ones, keeping
-    every system message and the newest message (ollama's rule). ``ContextOverflow`` else."""
+    every system message and the newest message (ollama's rule). ``ContextOverflow`` else.
+
+    ``whole_turns``: the kept conversation starts with a user message (mlc's window shift;
+    templates that check that roles alternate accept it), so turns leave in pairs."""
     msgs = list(messages)
 
     def ids_without(gone: set[int]) -> list[int]:
-        return prompts.tokenize_prompt(prompts.render_chat([m for i, m in enumerate(msgs) if i not in gone],
-                                                           tools=tools))
+        return chat_ids(prompts, [m for i, m in enumerate(msgs) if i not in gone], tools)
 
     ids = ids_without(set())
     if len(ids) < n_ctx:
         return ids, 0
     droppable = [i for i, m in enumerate(msgs[:-1]) if m.get("role") != "system"]
-    if not truncate or not droppable:
+    cuts = list(range(1, len(droppable) + 1))  # how many of the oldest droppable may go
+    if whole_turns:  # the first message kept after the cut must be a question
+        cuts = [k for k in cuts if msgs[droppable[k] if k < len(droppable) else -1].get("role") == "user"]
+    if not truncate or not cuts:
         raise ContextOverflow(len(ids) + 1, max(n_ctx, 0))
-    lo, hi = 1, len(droppable)  # the fewest oldest turns to drop, by binary search
+    lo, hi = 0, len(cuts) - 1  # the fewest oldest turns to drop, by binary search over the cuts
     best: tuple[list[int], int] | None = None
     for _ in range(MAX_TRUNCATION_RENDERS):
         if lo > hi:
             break
         mid = (lo + hi) // 2
-        candidate = ids_without(set(droppable[:mid]))
+        candidate = ids_without(set(droppable[:cuts[mid]]))
         if len(candidate) < n_ctx:
-            best, hi = (candidate, mid), mid - 1
+            best, hi = (candidate, cuts[mid]), mid - 1
         else:
             lo = mid + 1
     if best is None:
-        raise ContextOverflow(len(ids_without(set(droppable))) + 1, max(n_ctx, 0))
+        raise ContextOverflow(len(ids_without(set(droppable[:cuts[-1]]))) + 1, max(n_ctx, 0))
     return best
 
 

@@ -10,9 +10,10 @@ session); a request whose load-time options (``num_ctx``, ``num_batch``,
 server's scheduler would. ``ps`` and ``stop`` need a server: nothing outlives
 this process, so they raise ``NoServer``.
 
-One-shot prompts (``generate``) are rendered through the model's chat
-template as one user turn (after ``system`` when given), which is what
-ollama's ``/api/generate`` does with a template.
+Prompts are built by ``kettle.request``, as the server builds them: a one-shot
+prompt (``generate``) is one user turn (after ``system`` when given) in the
+model's template, and a chat that outgrows the context leaves out its oldest
+turns (``truncate``, on by default, as ollama's ``/api/chat`` does).
 """
 
 from __future__ import annotations
@@ -166,24 +167,29 @@ class LocalBackend:
             self._model.close()
             self._model = self._model_key = None
 
-    def _stream(self, request: dict[str, Any], messages: list[dict[str, Any]], chat: bool) -> LocalGeneration:
+    def _stream(self, request: dict[str, Any], chat: bool) -> LocalGeneration:
+        """The request as the server would build it (``kettle.request``), run in-process."""
+        from kettle.request import Kind, PromptRequest
+
         options = dict(request.get("options") or {})
         model = self.load(request["model"], options)
         sampling = {k: v for k, v in options.items() if k not in LOAD_ARGUMENTS}
-        fmt = request.get("format")
-        if fmt:
-            sampling["format"] = fmt
-        return LocalGeneration(model.chat(messages, **sampling), request["model"], chat)
+        if chat:
+            req = PromptRequest(Kind.CHAT, messages=list(request.get("messages") or []), tools=request.get("tools"),
+                                truncate=request.get("truncate", True), options=sampling,
+                                format=request.get("format") or None, model=request["model"])
+        else:
+            req = PromptRequest(Kind.GENERATE, prompt=request.get("prompt", ""), suffix=request.get("suffix", ""),
+                                system=request.get("system") or None, template=request.get("template"),
+                                context=request.get("context"), raw=bool(request.get("raw", False)),
+                                options=sampling, format=request.get("format") or None, model=request["model"])
+        return LocalGeneration(model.submit(req), request["model"], chat)
 
     def chat(self, request: dict[str, Any]) -> LocalGeneration:
-        return self._stream(request, list(request.get("messages") or []), chat=True)
+        return self._stream(request, chat=True)
 
     def generate(self, request: dict[str, Any]) -> LocalGeneration:
-        messages: list[dict[str, Any]] = []
-        if request.get("system"):
-            messages.append({"role": "system", "content": request["system"]})
-        messages.append({"role": "user", "content": request.get("prompt", "")})
-        return self._stream(request, messages, chat=False)
+        return self._stream(request, chat=False)
 
     def embed(self, model: str, inputs: list[str]) -> list[list[float]]:
         return self.load(model).embed(inputs, truncate=True).tolist()  # /api/embed truncates by default

@@ -38,10 +38,15 @@ import numpy as np
 
 from kettle.api import Model, load
 from kettle.compat.config import Config, make_config, to_options
-from kettle.gpu import warn_gpu_request
-from kettle.compat.locate import check_architecture, check_model_type, locate_model, not_found
+from kettle.compat.locate import (
+    check_architecture,
+    check_model_type,
+    locate_model,
+    not_found,
+)
 from kettle.errors import ContextOverflow, InvalidParameter, KettleError, ModelNotFound
-from kettle.options import parse_options
+from kettle.gpu import warn_gpu_request
+from kettle.request import Kind, PromptRequest, build_prompt, sampling_params
 from kettle.sampling import Sampler, SamplingParams, StopMatcher
 from kettle.tokenizer import StreamDecoder
 
@@ -216,7 +221,8 @@ class LLM:
         self._logits = logits[0]
 
     def _sampling_params(self, s: Config) -> SamplingParams:
-        return parse_options(to_options(s, sampling=True))[1]
+        """The config's sampling fields over the model's PARAMETERs (``kettle.request``)."""
+        return sampling_params(self._model.prompts, to_options(s, sampling=True))
 
     def sample(self, *, top_k: int | None = None, top_p: float | None = None, temperature: float | None = None,
                repetition_penalty: float | None = None, last_n_tokens: int | None = None,
@@ -321,9 +327,9 @@ class LLM:
                            batch_size=batch_size, threads=threads, stop=stop, stream=stream, reset=reset)
         if not isinstance(prompt, str):
             raise InvalidParameter("prompt", prompt, "expected a string")
-        ids = self.tokenize(prompt)
-        if not ids:
-            raise InvalidParameter("prompt", prompt, "the prompt is empty: nothing to continue from")
+        request = PromptRequest(Kind.GENERATE, prompt=prompt, raw=True, options=to_options(s, sampling=True),
+                                model=self._model_path)
+        ids = build_prompt(self._model.prompts, self.context_length, request).ids  # as tokenize(prompt)
         pieces = self._pieces(ids, s)
         return pieces if s.stream else "".join(pieces)
 

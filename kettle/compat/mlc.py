@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from kettle.api import Model, load
-from kettle.gpu import check_device
 from kettle.compat.locate import locate_model, not_found
 from kettle.compat.stats import RuntimeStats
-from kettle.errors import InvalidParameter, ModelNotFound
-from kettle.options import parse_options
+from kettle.errors import ContextOverflow, InvalidParameter, ModelNotFound
+from kettle.gpu import check_device
+from kettle.request import chat_ids, fit_chat, sampling_params
 from kettle.sampling import SamplingParams
 from kettle.sampling.fields import Kind, Spec, check_value
 
@@ -240,20 +240,19 @@ class ChatModule:
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
             raise InvalidParameter("generation_config", generation_config, "expected a GenerationConfig")
         options = {**_sampling_options(self.chat_config), **_sampling_options(generation_config)}
-        model = self._model
-        base = dict(model.spec.params)
-        stops = list(base.get("stop") or model.prompts.stop_words)
+        prompts = self._model.prompts
+        stops = list(prompts.spec.params.get("stop") or prompts.stop_words)
         conv = self.chat_config.conv_config
         if conv is not None and conv.stop_str:
             stops += list(check_value("stop_str", _STOP_SPEC, conv.stop_str))
         if generation_config is not None and generation_config.stop is not None:
             stops += list(check_value("stop", _STOP_SPEC, generation_config.stop))
         if stops:
-            base["stop"] = stops
+            options["stop"] = stops  # mlc's stop strings add to the model's
         n = 1
         if generation_config is not None and generation_config.n is not None:
             n = check_value("n", _N_SPEC, generation_config.n)
-        return parse_options(options, base=base)[1], n
+        return sampling_params(prompts, options), n
 
     # -- the chat --------------------------------------------------------------------------
 
@@ -299,21 +298,17 @@ class ChatModule:
     def _prompt_ids(self) -> list[int]:
         """The conversation's prompt ids, leaving room for an answer of ``mean_gen_len``
         tokens: like mlc's window shift, the oldest turns are left out of the prompt (not
-        out of ``history``) until it fits. The system message and the newest question stay;
-        if they alone do not fit, the engine raises ``ContextOverflow``."""
+        out of ``history``) until it fits, the window starting with a question
+        (``kettle.request.fit_chat``). The system message and the newest question stay; if
+        they do not fit with that room, the answer gets what is left of the window, and if
+        they do not fit at all, ``ContextOverflow``."""
         prompts = self._model.prompts
         n_ctx = self._model.runner.n_ctx
         room = min(self.chat_config.mean_gen_len or DEFAULT_MEAN_GEN_LEN, n_ctx // 2)
-        history = self.history
-        head = history[:1] if history and history[0]["role"] == "system" else []
-        turns = history[len(head):]
-        start = 0
-        while True:
-            ids = prompts.tokenize_prompt(prompts.render_chat(head + turns[start:]))
-            later = [i for i in range(start + 1, len(turns)) if turns[i]["role"] == "user"]
-            if len(ids) + room < n_ctx or not later:
-                return ids
-            start = later[0]  # a window starts with a question
+        try:
+            return fit_chat(prompts, self.history, None, n_ctx - room, truncate=True, whole_turns=True)[0]
+        except ContextOverflow:
+            return fit_chat(prompts, self.history, None, n_ctx, truncate=True, whole_turns=True)[0]
 
     def _answer(self, params: SamplingParams, callback: Any, interval: int | None) -> str:
         """Run one answer through the engine, calling ``callback`` on mlc's schedule."""
@@ -364,8 +359,7 @@ class ChatModule:
         rendered with two different questions (templates differ in where the system
         prompt goes). Also brings kettle's compiled kernels in before anything is timed."""
         prompts = self._model.prompts
-        a, b = (prompts.tokenize_prompt(prompts.render_chat(self.history + [{"role": "user", "content": q}]))
-                for q in ("A", "B"))
+        a, b = (chat_ids(prompts, self.history + [{"role": "user", "content": q}]) for q in ("A", "B"))
         head = 0
         while head < min(len(a), len(b)) and a[head] == b[head]:
             head += 1
