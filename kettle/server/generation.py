@@ -31,6 +31,7 @@ from kettle.errors import Cancelled, ServerBusy
 from kettle.options import parse_options
 from kettle.request import Kind, PromptRequest, build_prompt
 from kettle.sampling import SamplingParams
+from kettle.sampling.logprobs import check_top
 from kettle.server.models import Resolved, now_rfc3339
 from kettle.server.state import ServerState, Shutdown
 from kettle.server.tools import ToolCallFilter, check_tool_calls, check_tools
@@ -66,6 +67,7 @@ class Request:
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
     truncate: bool = True
+    logprobs: int | None = None  # ``logprobs: true``: the alternatives per token (``top_logprobs``, 0..20)
 
     @property
     def load_only(self) -> LoadOnly | None:
@@ -91,6 +93,11 @@ def parse_request(body: dict[str, Any], kind: Kind, max_prompt: int) -> Request:
         keep_alive=None if ka is None else parse_keep_alive(ka), fmt=fmt, stream=bool(f.bool("stream", True)),
         truncate=bool(f.bool("truncate", True)),
     )
+    top = f.int("top_logprobs")
+    if top is not None:
+        check_top(top)
+    if f.bool("logprobs", False):
+        req.logprobs = top or 0
     if kind is Kind.GENERATE:
         req.prompt = f.str("prompt", "", max_prompt) or ""
         req.suffix = f.str("suffix", "", max_prompt) or ""
@@ -150,7 +157,27 @@ def prompt_request(req: Request) -> PromptRequest:
 def _build(model: Any, req: Request, resolved: Resolved) -> tuple[list[int], SamplingParams, Callable[[], Any] | None]:
     """Prompt ids, sampling params and constraint factory (runs in a worker thread)."""
     built = build_prompt(model.prompts, model.n_ctx, prompt_request(req))
-    return built.ids, built.params, built.constraint
+    params = built.params if req.logprobs is None else dataclasses.replace(built.params, logprobs=req.logprobs)
+    return built.ids, params, built.constraint
+
+
+def _piece_json(tokenizer: Any, token: int) -> tuple[str, list[int]]:
+    raw = tokenizer.token_to_piece(token)
+    return raw.decode("utf-8", "replace"), list(raw)
+
+
+def logprobs_json(tokenizer: Any, entries: list[Any]) -> list[dict[str, Any]]:
+    """The engine's ``TokenLogprob``s as ollama writes them: ``token``, ``logprob``, ``bytes``,
+    ``top_logprobs`` (each ``token``, ``logprob``, ``bytes``)."""
+    out = []
+    for e in entries:
+        text, raw = _piece_json(tokenizer, e.token)
+        item: dict[str, Any] = {"token": text, "logprob": e.logprob, "bytes": raw}
+        if e.top:
+            item["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": b}
+                                    for t, b, lp in ((*_piece_json(tokenizer, i), lp) for i, lp in e.top)]
+        out.append(item)
+    return out
 
 
 async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> Prepared:
@@ -269,6 +296,15 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
             mailbox.post(queue, event)
 
         tools = ToolCallFilter(p.request.tools or ())
+        want_logprobs = p.request.logprobs is not None
+        held_logprobs: list[dict[str, Any]] = []  # of tokens whose text is not yet sent
+
+        def with_logprobs(obj: dict[str, Any], event: Any) -> dict[str, Any]:
+            if want_logprobs:
+                held_logprobs.extend(logprobs_json(p.lease.model.tokenizer, getattr(event, "logprobs", None) or []))
+                obj["logprobs"] = list(held_logprobs)
+                held_logprobs.clear()
+            return obj
         ticket = p.lease.submit(p.prompt_ids, p.params, sink, constraint=p.constraint() if p.constraint else None)
         unregister = p.shutdown.register(ticket.cancel) if p.shutdown is not None else None
         try:
@@ -285,10 +321,12 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
                 if event.done:
                     held, calls = tools.finish()
                     reason = SHUTDOWN if stopping and event.done_reason == "cancel" else event.done_reason or "stop"
-                    yield _final(p, text + held, reason, event.stats, event.context, calls)
+                    yield with_logprobs(_final(p, text + held, reason, event.stats, event.context, calls), event)
                     return
                 if text:
-                    yield _piece(p, text)
+                    yield with_logprobs(_piece(p, text), event)
+                elif want_logprobs:
+                    held_logprobs.extend(logprobs_json(p.lease.model.tokenizer, event.logprobs or []))
         finally:
             if unregister is not None:
                 unregister()
@@ -300,12 +338,16 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
 async def collect(p: Prepared) -> dict[str, Any]:
     """The whole response as one object (``stream: false``)."""
     texts: list[str] = []
+    logprobs: list[dict[str, Any]] = []
     stream = events(p)
     try:
         async for obj in stream:
             piece = obj["message"]["content"] if p.request.kind is Kind.CHAT else obj["response"]
             texts.append(piece)
+            logprobs.extend(obj.get("logprobs") or [])
             if obj["done"]:
+                if p.request.logprobs is not None:
+                    obj["logprobs"] = logprobs
                 if p.request.kind is Kind.CHAT:
                     obj["message"]["content"] = "".join(texts)
                 else:
