@@ -1,9 +1,10 @@
 """The ASGI app and the ``serve`` entry point.
 
 ``create_app(scheduler=None, store=None, bind_host=None)`` assembles the routes
-(ollama's, the store's, OpenAI's), the safety middleware (``security.Guard``) and
-the shared state; ``serve(host=None, port=None)`` runs it on uvicorn at
-``KETTLE_HOST`` with ``KETTLE_MAX_CONNECTIONS`` as uvicorn's concurrency limit
+(ollama's, the store's, OpenAI's, llama-server's extras), the request counter of
+``/metrics`` (outermost, so refused requests count too), the safety middleware
+(``security.Guard``) and the shared state; ``serve(host=None, port=None)`` runs it on
+uvicorn at ``KETTLE_HOST`` with ``KETTLE_MAX_CONNECTIONS`` as uvicorn's concurrency limit
 (connections beyond it get 503 at once, so a flood cannot exhaust the process), on
 h11 with the header limits and deadlines of ``connections`` (``KETTLE_HEADER_TIMEOUT``,
 ``KETTLE_KEEPALIVE_TIMEOUT``, ``KETTLE_MAX_HEADER_BYTES``, ``KETTLE_MAX_HEADERS``).
@@ -33,9 +34,10 @@ from starlette.responses import Response
 from kettle import config
 from kettle.engine.scheduler import Scheduler
 from kettle.server import (
-    anthropic_routes, ollama_routes, openai_routes, registry_routes, responses_routes, store_routes,
+    anthropic_routes, llama_routes, ollama_routes, openai_routes, registry_routes, responses_routes, store_routes,
 )
 from kettle.server.connections import ConnectionLimits, guarded_protocol
+from kettle.server.metrics import Metrics, RequestCounter
 from kettle.server.models import Catalog, load_model
 from kettle.server.security import Guard, bind_is_open, parse_origins
 from kettle.server.state import ServerState
@@ -60,8 +62,9 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
     ``bind_host`` (for the Host check) to ``KETTLE_HOST``'s host. The scheduler is
     started here and closed when the app shuts down."""
     store = store if store is not None else Store()
-    scheduler = scheduler if scheduler is not None else Scheduler(load_model)
-    state = ServerState(scheduler, Catalog(store), max_prompt=config.get_int("KETTLE_MAX_PROMPT"))
+    metrics = Metrics()
+    scheduler = scheduler if scheduler is not None else Scheduler(metrics.timed(load_model))
+    state = ServerState(scheduler, Catalog(store), max_prompt=config.get_int("KETTLE_MAX_PROMPT"), metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,10 +79,12 @@ def create_app(scheduler: Scheduler | None = None, store: Store | None = None, *
         unlimited_paths=BLOB_PATHS, read_timeout=float(config.get_int("KETTLE_READ_TIMEOUT")),
         api_keys=config.api_keys(),
     )
+    routes = [*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES, *responses_routes.ROUTES,
+              *anthropic_routes.ROUTES, *registry_routes.ROUTES, *llama_routes.ROUTES]
     app = Starlette(
-        routes=[*ollama_routes.ROUTES, *store_routes.ROUTES, *openai_routes.ROUTES, *responses_routes.ROUTES,
-                *anthropic_routes.ROUTES, *registry_routes.ROUTES],
-        middleware=[guard], exception_handlers={HTTPException: _http_error}, lifespan=lifespan,
+        routes=routes,
+        middleware=[Middleware(RequestCounter, metrics=metrics, routes=routes), guard],
+        exception_handlers={HTTPException: _http_error}, lifespan=lifespan,
     )
     app.state.kettle = state
     scheduler.start()

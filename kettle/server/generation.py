@@ -143,6 +143,7 @@ class Prepared:
     constraint: Callable[[], Any] | None = None
     shutdown: Shutdown | None = None  # ends the generation when the server stops
     stats: Any = None  # the engine's Stats once the generation is done (prompt_cached_count for /v1 usage)
+    metrics: Any = None  # the server's Metrics (kettle.server.metrics): counts the tokens in _final
 
 
 def prompt_request(req: Request) -> PromptRequest:
@@ -201,7 +202,7 @@ async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> 
     finally:
         unregister()
     try:
-        p = Prepared(req, resolved.name, lease, started, shutdown=state.shutdown)
+        p = Prepared(req, resolved.name, lease, started, shutdown=state.shutdown, metrics=state.metrics)
         if req.load_only is None:
             p.prompt_ids, p.params, p.constraint = await state.blocking(_build, lease.model, req, resolved)
         return p
@@ -229,6 +230,8 @@ def _final(p: Prepared, text: str, done_reason: str, stats: Any, context: list[i
     out["done_reason"] = done_reason
     if stats is not None:
         p.stats = stats
+        if p.metrics is not None:
+            p.metrics.record(p.name, stats)
         load_ns = p.lease.load_duration if p.lease is not None else 0
         out.update(
             total_duration=time.perf_counter_ns() - p.started, load_duration=load_ns,

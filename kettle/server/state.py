@@ -26,6 +26,7 @@ from anyio import CapacityLimiter
 from kettle.engine.scheduler import Scheduler
 from kettle import config
 from kettle.server.conversations import Conversations
+from kettle.server.metrics import Metrics
 from kettle.server.models import Catalog
 from kettle.server.stored_completions import StoredCompletions
 
@@ -74,10 +75,12 @@ class ServerState:
     shutdown: Shutdown = field(default_factory=Shutdown)
     conversations: Conversations = field(default_factory=Conversations)  # /v1/responses' stored answers
     completions: StoredCompletions = field(init=False)  # /v1/chat/completions with store: true
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics; watches the scheduler
 
     def __post_init__(self) -> None:
         sched = self.scheduler
         self.limiter = CapacityLimiter(sched.max_queue + sched.num_parallel * sched.max_loaded + EXTRA_THREADS)
+        self.metrics.watch(sched)
         self.completions = StoredCompletions(self.catalog.store.root / "completions",
                                              config.get_int("KETTLE_MAX_STORED_COMPLETIONS"))
 
