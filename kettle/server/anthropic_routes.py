@@ -49,7 +49,7 @@ from starlette.routing import Route
 from kettle.server.generation import Kind, collect, events
 from kettle.server.ollama_routes import prepared
 from kettle.server.streaming import JSON, SSE, EventStream, endpoint, log_unexpected, read_json, until_disconnect
-from kettle.server.wire import Fields, RequestError, bad_value, public_message, status_of
+from kettle.server.wire import Fields, RequestError, bad_value, public_message, sampling_options, status_of
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 503: "overloaded_error"}
@@ -187,17 +187,7 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
         messages.append({"role": "system", "content": system if isinstance(system, str) else _text_of(system, "system")})
     for i, m in enumerate(raw):
         messages.extend(_messages(m, i))
-    options: dict[str, Any] = {"num_predict": max_tokens}
-    for name in ("temperature", "top_p"):
-        value = f.number(name)
-        if value is not None:
-            options[name] = value
-    top_k = f.int("top_k")
-    if top_k is not None:
-        options["top_k"] = top_k
-    stops = f.str_list("stop_sequences")
-    if stops:
-        options["stop"] = stops
+    options = sampling_options(f, max_tokens, ("temperature", "top_p"), ("top_k",), stop="stop_sequences")
     thinking = f.object("thinking")
     think = None
     if thinking is not None:

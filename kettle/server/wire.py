@@ -248,3 +248,25 @@ class Fields:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise self._bad(name, "a string or an array of strings", value)
+
+
+def sampling_options(f: Fields, num_predict: int | None, numbers: tuple[str, ...], integers: tuple[str, ...] = (),
+                     stop: str = "stop") -> dict[str, Any]:
+    """The ollama ``options`` of an OpenAI- or Anthropic-shaped body (the one mapping both use):
+    ``num_predict`` when given, each field of ``numbers`` (read as a number) and of ``integers``
+    that is set, under its own name, and the stop strings of field ``stop`` as ``stop``."""
+    options: dict[str, Any] = {}
+    if num_predict is not None:
+        options["num_predict"] = num_predict
+    for name in numbers:
+        value = f.number(name)
+        if value is not None:
+            options[name] = value
+    for name in integers:
+        number = f.int(name)
+        if number is not None:
+            options[name] = number
+    stops = f.str_list(stop)
+    if stops:
+        options["stop"] = stops
+    return options
