@@ -14,12 +14,13 @@ over outlines-core and xgrammar:
   lengths, ``additionalProperties``...) and reports unsupported keywords as errors;
   resource limits bound hostile schemas; llama.cpp, vLLM and SGLang ship it.
 
-``compile_format(tokenizer, fmt)`` turns a request's ``format`` into a factory of
-``GrammarConstraint``\\ s, which implement ``kettle.engine.batch.Constraint``
-(``mask`` / ``accept`` / ``is_complete``). Between JSON tokens the model may write
-the whitespace llama.cpp's ``json.gbnf`` allows (nothing, one space, or a newline and
-up to 20 spaces or tabs), so it can indent as it was trained to, but never loop on
-blanks; nothing may follow the top-level value, so generation stops at its end.
+``compile_format(tokenizer, fmt)`` turns a request's ``format`` (and ``compile_lark`` a
+grammar, such as a forced tool call's) into a factory of ``GrammarConstraint``\\ s,
+which implement ``kettle.engine.batch.Constraint`` (``mask`` / ``accept`` /
+``is_complete``). Between JSON tokens the model may write the whitespace llama.cpp's
+``json.gbnf`` allows (nothing, one space, or a newline and up to 20 spaces or tabs), so it
+can indent as it was trained to, but never loop on blanks; nothing may follow the
+top-level value, so generation stops at its end.
 
 The tokenizer must provide ``vocab_size``, ``token_to_piece(id, special)`` (bytes),
 ``is_eog(id)``, ``encode(text, add_special, parse_special)`` and ``bos_id``. Control
@@ -114,10 +115,10 @@ class GrammarConstraint:
     decoding: should the grammar fail, only end-of-generation tokens stay allowed and
     ``is_complete`` becomes true, so the request ends instead of the whole batch."""
 
-    def __init__(self, lltok: llguidance.LLTokenizer, grammar: str) -> None:
+    def __init__(self, lltok: llguidance.LLTokenizer, grammar: str, name: str = "format") -> None:
         self._matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
         if self._matcher.is_error():
-            raise InvalidParameter("format", "<schema>", self._matcher.get_error())
+            raise InvalidParameter(name, "<schema>", self._matcher.get_error())
         self._bits = llg_np.allocate_token_bitmask(1, lltok.vocab_size)  # (1, ceil(V / 32)) int32
         self._eog = np.array(lltok.eos_tokens, dtype=np.int64)  # (n_eog,)
 
@@ -164,9 +165,24 @@ def compile_format(tokenizer: TokenizerLike, fmt: object) -> Callable[[], Gramma
         grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
     except (ValueError, TypeError) as e:
         raise InvalidParameter("format", "<schema>", f"not a usable JSON schema: {e}") from None
+    return _factory(tokenizer, grammar, "format", "unsupported JSON schema")
+
+
+def compile_lark(tokenizer: TokenizerLike, lark: str, name: str) -> Callable[[], GrammarConstraint]:
+    """A factory of constraints for a Lark grammar (llguidance's dialect, ``%json`` included),
+    such as a forced tool call's (``kettle.toolcalls.call_grammar``); ``InvalidParameter``
+    naming the request field ``name`` when llguidance refuses it."""
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+    except (ValueError, TypeError) as e:
+        raise InvalidParameter(name, "<grammar>", f"not a usable grammar: {e}") from None
+    return _factory(tokenizer, grammar, name, "unsupported schema")
+
+
+def _factory(tokenizer: TokenizerLike, grammar: str, name: str, what: str) -> Callable[[], GrammarConstraint]:
     lltok = grammar_tokenizer(tokenizer)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, lltok)
     if is_error:
-        raise InvalidParameter("format", "<schema>", f"unsupported JSON schema: {messages[0]}")
-    GrammarConstraint(lltok, grammar)  # fail now, not at the first token
-    return lambda: GrammarConstraint(lltok, grammar)
+        raise InvalidParameter(name, "<schema>", f"{what}: {messages[0]}")
+    GrammarConstraint(lltok, grammar, name)  # fail now, not at the first token
+    return lambda: GrammarConstraint(lltok, grammar, name)

@@ -24,7 +24,7 @@ import numpy as np
 
 from kettle.api import Model, ModelSpec
 from kettle.engine.scheduler import ResidentInfo
-from kettle.errors import ModelNotFound
+from kettle.errors import ModelNotFound, TemplateError
 from kettle.gguf import GGUFFile
 from kettle.modelfile import format_parameter, to_modelfile
 from kettle.options import LoadOptions, parse_options
@@ -32,6 +32,7 @@ from kettle.server.wire import RequestError
 from kettle.store import Store, StoredModel, parse_name
 from kettle.store.bundled import resolve_model
 from kettle.prompt import choose_template
+from kettle.templates import compile_template
 from kettle.thinking import thinking_style
 
 # How far in the future /api/ps puts a model kept forever (ollama: now + max duration).
@@ -166,20 +167,28 @@ class Catalog:
 def capabilities_of(metadata: Mapping[str, Any], template_source: str) -> list[str]:
     """ollama's capabilities of a model: ``embedding`` when the file has a
     ``{arch}.pooling_type`` (an embedding model: nothing else), else ``completion``,
-    and from the template ``tools`` (it names tools), ``insert`` (Go's ``.Suffix``)
+    and from the template ``tools`` (it names the tools: ``ChatTemplate.renders_tools``, the
+    test a chat request with tools must pass), ``insert`` (Go's ``.Suffix``)
     and ``thinking`` (it writes ``<think>`` and ``</think>``, or gpt-oss's analysis channel:
     ``kettle.thinking.thinking_style``)."""
     arch = metadata.get("general.architecture")
     if metadata.get(f"{arch}.pooling_type") is not None:
         return ["embedding"]
     capabilities = ["completion"]
-    if ".Tools" in template_source or "tools" in template_source or "tool_call" in template_source:
+    if _renders_tools(template_source):
         capabilities.append("tools")
     if ".Suffix" in template_source:
         capabilities.append("insert")
     if thinking_style(template_source) is not None:
         capabilities.append("thinking")
     return capabilities
+
+
+def _renders_tools(template_source: str) -> bool:
+    try:
+        return compile_template(template_source).renders_tools
+    except TemplateError:  # a model whose template does not compile cannot render tools either
+        return False
 
 
 def template_of(metadata: Mapping[str, Any], spec: ModelSpec) -> str:

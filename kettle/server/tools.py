@@ -7,7 +7,9 @@ Models announce a call in one of a few shapes, which ``parse_tool_calls`` reads:
 * a bare JSON object ``{"name": ..., "arguments" | "parameters": {...}}`` (Llama 3
   style) or a JSON array of them.
 
-Only names among the request's tools count; anything else is ordinary content.
+Only names among the request's tools count (none with ``tool_choice: "none"``); anything
+else is ordinary content. A forced call (``kettle.toolcalls``) is written in one of these
+shapes, so it is read the same way.
 ``arguments`` may arrive as a JSON string and is returned as an object, as ollama
 returns it. ``ToolCallFilter`` does this over a stream: text that might be the
 start of a call is held back until it is known (then it becomes ``tool_calls``) or
@@ -28,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kettle.server.wire import Fields, RequestError, bad_value, loads
+from kettle.toolcalls import parse_tool_choice, visible_tools
 
 OPEN_TAG = "<tool_call>"
 CLOSE_TAG = "</tool_call>"
@@ -100,8 +103,10 @@ def parse_tool_calls(text: str, names: set[str]) -> list[dict[str, Any]]:
 class ToolCallFilter:
     """Hold back streamed text while it may be a tool call (see module doc)."""
 
-    def __init__(self, tools: Iterable[Any]) -> None:
-        self.names = tool_names(tools)
+    def __init__(self, tools: Iterable[Any], tool_choice: Any = None) -> None:
+        """``tool_choice``: the request's, already checked (``none`` reads no calls)."""
+        tools = list(tools)
+        self.names = tool_names(visible_tools(tools, parse_tool_choice(tool_choice, tools)) or ())
         self.held = ""
         self.passing = not self.names  # no tools: nothing to hold
 

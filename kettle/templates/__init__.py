@@ -17,6 +17,7 @@ any other source is Go, unless Go refuses it and it parses as Jinja naming a cha
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -44,6 +45,14 @@ class ChatTemplate:
 
     def __repr__(self) -> str:
         return f"ChatTemplate(syntax={self.syntax!r}, {len(self.source)} chars)"
+
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the template names the request's tools (Go ``.Tools``, Jinja ``tools``):
+        ollama's test for the ``tools`` capability (``Template.Vars`` holds ``tools``)."""
+        if isinstance(self._engine, GoChatTemplate):
+            return "tools" in self._engine.names
+        return "tools" in self._engine.variables
 
     def render(self, messages: list[dict], *, system: str | None = None, tools: list | None = None,
                add_generation_prompt: bool = True, bos_token: str = "", eos_token: str = "",
@@ -122,7 +131,8 @@ def builtin_template(family: str) -> tuple[ChatTemplate, tuple[str, ...]] | None
     """kettle's built-in (template, default stop words) for a model family, or None.
 
     Families: ``gemma3``, ``gemma2``, ``gemma`` (ollama's gemma3 template), ``chatml``,
-    ``llama3``. The templates are ollama's own (see ``builtin/README.md``).
+    ``llama3`` (ollama's own templates, see ``builtin/README.md``) and ``smollm2`` (kettle's:
+    SmolLM2's GGUF template with tools, used in its place; ``builtin_superseding``).
     """
     entry = _builtin_index().get(family.lower())
     if entry is None:
@@ -131,11 +141,24 @@ def builtin_template(family: str) -> tuple[ChatTemplate, tuple[str, ...]] | None
     return compile_template(source), tuple(entry["stop"])
 
 
+def builtin_superseding(source: str) -> tuple[str, ChatTemplate, tuple[str, ...]] | None:
+    """(family, template, stop words) of the built-in template that replaces a GGUF file's
+    ``tokenizer.chat_template`` ``source``, or None. An index entry's ``supersedes`` lists the
+    sha256 of the GGUF templates it renders identically while adding what they lack (tools)."""
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    for family, entry in _builtin_index().items():
+        if digest in entry.get("supersedes", ()):
+            found = builtin_template(family)
+            if found is not None:
+                return family, found[0], found[1]
+    return None
+
+
 def builtin_families() -> tuple[str, ...]:
     return tuple(sorted(_builtin_index()))
 
 
 __all__ = [
-    "ChatTemplate", "TemplateError", "TemplateLimits", "builtin_families", "builtin_template",
+    "ChatTemplate", "TemplateError", "TemplateLimits", "builtin_families", "builtin_superseding", "builtin_template",
     "compile_template", "default_template",
 ]
