@@ -12,11 +12,17 @@ Mapping (as ollama's ``openai/openai.go``): ``max_tokens`` /
 ``stop``, ``frequency_penalty``, ``presence_penalty`` -> options;
 ``response_format`` ``json_object`` -> ``format: "json"`` and ``json_schema`` ->
 ``format: <schema>``; content-part arrays are joined text (image parts refused);
-``tools`` pass through and ``tool_calls`` come back with JSON-string arguments.
+``tools`` and ``tool_choice`` pass through (``kettle.toolcalls``: ``none`` hides the tools,
+``required`` or a named function forces one call) and ``tool_calls`` come back with
+JSON-string arguments. Chat's ``logprobs: true`` / ``top_logprobs`` and completions'
+``logprobs: N`` become the ollama body's ``logprobs`` / ``top_logprobs``; ``n``, ``echo`` and
+``max_tokens: 0`` (completions) are ``openai_choices``' business. ``echo`` sends the prompt
+``raw`` (no template), so the echoed text is what the model read and scored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import calendar
 import json
@@ -31,19 +37,25 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kettle.errors import InvalidParameter
+from kettle.sampling.logprobs import MAX_TOP_LOGPROBS
 from kettle.server.generation import Kind, collect, events
-from kettle.server.ollama_routes import embed_core, prepared, state_of
+from kettle.server.ollama_routes import embed_core, state_of
+from kettle.server.openai_choices import (
+    Choices, chat_logprobs, completion_final, completion_logprobs, completion_objects, merged, nth_choice,
+    prepare_all, release_all,
+)
 from kettle.server.store_routes import remove_model
 from kettle.server.stored_completions import Streamed, check_metadata, page
 from kettle.server.streaming import (
     JSON, SSE, SSE_DONE, EventStream, endpoint, log_unexpected, read_json, sse_event, until_disconnect,
 )
-from kettle.server.tools import check_tools, openai_arguments
-from kettle.server.wire import Fields, RequestError, bad_value, public_message, status_of
+from kettle.server.tools import openai_arguments
+from kettle.server.wire import Fields, RequestError, bad_value, public_message, sampling_options, status_of
 
 FINGERPRINT = "fp_kettle"
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error",
                503: "server_busy"}
+MAX_CHOICES = 8  # the most choices (``n``) one request may ask for: each is its own generation
 FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop", "cancel": "stop",
           "shutdown": "stop"}
 
@@ -56,26 +68,17 @@ def openai_error(exc: BaseException, status: int) -> dict[str, Any]:
 
 # -- requests: OpenAI -> ollama (pure) ---------------------------------------------
 
-def _options(f: Fields) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+def _options(f: Fields, least: int = 1) -> dict[str, Any]:
+    """``least``: the smallest ``max_tokens`` accepted (0 on ``/v1/completions``, where 0 is
+    never passed on: see ``Choices.generate``)."""
     for name in ("max_tokens", "max_completion_tokens"):
         n = f.int(name)
-        if n is not None and n < 1:
-            raise RequestError(f"invalid value for {name!r}: expected an integer of at least 1, got {n}", field=name)
+        if n is not None and n < least:
+            raise RequestError(f"invalid value for {name!r}: expected an integer of at least {least}, got {n}",
+                               field=name)
     limit = f.int("max_completion_tokens", f.int("max_tokens"))
-    if limit is not None:
-        options["num_predict"] = limit
-    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
-        value = f.number(name)
-        if value is not None:
-            options[name] = value
-    seed = f.int("seed")
-    if seed is not None:
-        options["seed"] = seed
-    stop = f.str_list("stop")
-    if stop:
-        options["stop"] = stop
-    return options
+    return sampling_options(f, limit or None, ("temperature", "top_p", "frequency_penalty", "presence_penalty"),
+                            ("seed",))
 
 
 def _format(f: Fields) -> Any:
@@ -141,19 +144,33 @@ def _unsupported(name: str, why: str) -> RequestError:
     return RequestError(f"unsupported value for {name!r}: {why}", field=name)
 
 
+def _count(f: Fields, name: str, lo: int, hi: int) -> int | None:
+    n = f.int(name)
+    if n is not None and not lo <= n <= hi:
+        raise RequestError(f"invalid value for {name!r}: expected an integer from {lo} to {hi}, got {n}", field=name)
+    return n
+
+
+def _logprobs(f: Fields, chat: bool) -> dict[str, Any]:
+    """``logprobs`` (chat: a boolean, with ``top_logprobs`` alternatives; completions: the number
+    of alternatives) as the ollama body's ``logprobs`` / ``top_logprobs`` fields."""
+    if chat:
+        top = _count(f, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+        if not f.bool("logprobs", False):
+            if top:
+                raise _unsupported("top_logprobs", "it needs logprobs=true")
+            return {}
+        return {"logprobs": True, "top_logprobs": top or 0}
+    top = _count(f, "logprobs", 0, MAX_TOP_LOGPROBS)
+    return {} if top is None else {"logprobs": True, "top_logprobs": top}
+
+
 def _check_common(f: Fields, chat: bool = True) -> None:
     """The parameters kettle accepts only in part, each refused by name (OpenAI's error shape,
     ``param`` set); ``metadata``, ``user``, ``service_tier``, ``parallel_tool_calls`` and
     ``store: false`` are accepted and change nothing."""
-    n = f.int("n")
-    if n is not None and n != 1:
-        raise _unsupported("n", "kettle returns one choice; send n=1 or leave it out")
-    if (f.bool("logprobs", False) if chat else f.int("logprobs", 0)):  # chat: a boolean; completions: a count
-        raise _unsupported("logprobs", "log probabilities are not returned yet")
-    if not chat and f.bool("echo", False):
-        raise _unsupported("echo", "the prompt is not echoed; send echo=false or leave it out")
-    if f.int("top_logprobs"):
-        raise _unsupported("top_logprobs", "log probabilities are not returned yet")
+    if (_count(f, "n", 1, MAX_CHOICES) or 1) > 1 and f.bool("store", False):
+        raise _unsupported("n", "a stored completion has one choice; send n=1 with store=true")
     bias = f.object("logit_bias")
     if bias:
         raise _unsupported("logit_bias", "token biases are not supported; leave it out")
@@ -161,17 +178,6 @@ def _check_common(f: Fields, chat: bool = True) -> None:
         raise _unsupported("store", "only chat completions are stored; send store=false or leave it out")
     f.bool("parallel_tool_calls", True)
     check_metadata(f.obj.get("metadata"))
-
-
-def _tool_choice(f: Fields) -> bool:
-    """Whether the tools reach the model: ``auto`` (the default) yes, ``none`` no; a forced call
-    (``required`` or a named function) is refused by name."""
-    choice = f.obj.get("tool_choice")
-    if choice is None or choice == "auto":
-        return True
-    if choice == "none":
-        return False
-    raise _unsupported("tool_choice", "only 'auto' and 'none' are supported")
 
 
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +190,7 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": f.required_str("model"), "messages": [_message(m, i) for i, m in enumerate(messages)],
         "stream": bool(f.bool("stream", False)), "options": _options(f), "format": _format(f),
-        "tools": f.list("tools") if _tool_choice(f) else None,
+        "tools": f.list("tools"), "tool_choice": f.obj.get("tool_choice"), **_logprobs(f, chat=True),
     }
 
 
@@ -197,14 +203,37 @@ def completion_request(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(prompt, str):
         raise RequestError("invalid value for 'prompt': expected a string")
     _check_common(f, chat=False)
-    return {"model": f.required_str("model"), "prompt": prompt, "suffix": f.str("suffix"),
-            "stream": bool(f.bool("stream", False)), "options": _options(f)}
+    out = {"model": f.required_str("model"), "prompt": prompt, "suffix": f.str("suffix"),
+           "stream": bool(f.bool("stream", False)), "options": _options(f, least=0), **_logprobs(f, chat=False)}
+    if f.bool("echo", False):
+        if out["suffix"]:
+            raise _unsupported("echo", "a prompt with a suffix is not echoed; leave one of them out")
+        out["raw"] = True  # the echoed text is what the model read and scored, as OpenAI's completions
+    plan = completion_choices(body)
+    if not plan.generate and plan.score_prompt:
+        out["options"]["num_predict"] = 1  # the prompt is scored on the way to one token, then dropped
+    return out
+
+
+def chat_choices(body: dict[str, Any]) -> Choices:
+    return Choices(n=Fields(body).int("n") or 1)
+
+
+def completion_choices(body: dict[str, Any]) -> Choices:
+    f = Fields(body)
+    echo = f.bool("echo", False)
+    prompt = body.get("prompt")
+    text = (prompt[0] if isinstance(prompt, list) else prompt) if echo else None
+    return Choices(n=f.int("n") or 1, echo=text, score_prompt=bool(echo and f.int("logprobs") is not None),
+                   generate=f.int("max_tokens") != 0)
 
 
 # -- responses: ollama -> OpenAI (pure) ---------------------------------------------
 
-def _usage(obj: dict[str, Any]) -> dict[str, int]:
-    prompt, completion = obj.get("prompt_eval_count", 0), obj.get("eval_count", 0)
+def _usage(obj: dict[str, Any], *more: dict[str, Any]) -> dict[str, int]:
+    """The usage of the final objects of a request's choices: the prompt counted once, the
+    completion tokens summed."""
+    prompt, completion = obj.get("prompt_eval_count", 0), sum(o.get("eval_count", 0) for o in (obj, *more))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -228,8 +257,16 @@ def chat_response(obj: dict[str, Any], cid: str, created: int) -> dict[str, Any]
         message["tool_calls"] = _tool_calls(obj["message"]["tool_calls"])
     return {"id": cid, "object": "chat.completion", "created": created, "model": obj["model"],
             "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": message, "finish_reason": _finish(obj), "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish(obj),
+                         "logprobs": chat_logprobs(obj.get("logprobs"))}],
             "usage": _usage(obj)}
+
+
+def combined(outs: list[dict[str, Any]], finals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one-choice responses of a request's ``n`` choices as one response: the choices in
+    order (``index`` 0..n-1) and the usage of all of them (``finals``: their ollama objects)."""
+    return {**outs[0], "choices": [{**o["choices"][0], "index": i} for i, o in enumerate(outs)],
+            "usage": _usage(*finals)}
 
 
 def chat_chunk(obj: dict[str, Any], cid: str, created: int, first: bool) -> dict[str, Any]:
@@ -239,21 +276,24 @@ def chat_chunk(obj: dict[str, Any], cid: str, created: int, first: bool) -> dict
         delta["tool_calls"] = _tool_calls(obj["message"]["tool_calls"])
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": obj["model"],
             "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(obj), "logprobs": None}]}
+            "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(obj),
+                         "logprobs": chat_logprobs(obj.get("logprobs"))}]}
 
 
-def completion_response(obj: dict[str, Any], cid: str, created: int, chunk: bool) -> dict[str, Any]:
+def completion_response(obj: dict[str, Any], cid: str, created: int, chunk: bool, offset: int = 0) -> dict[str, Any]:
+    """``offset``: characters of the choice's text before this object's (a stream's earlier chunks)."""
     out = {"id": cid, "object": "text_completion", "created": created, "model": obj["model"],
            "system_fingerprint": FINGERPRINT,
-           "choices": [{"text": obj["response"], "index": 0, "logprobs": None, "finish_reason": _finish(obj)}]}
+           "choices": [{"text": obj["response"], "index": 0, "logprobs": completion_logprobs(obj.get("logprobs"), offset),
+                        "finish_reason": _finish(obj)}]}
     if not chunk:
         out["usage"] = _usage(obj)
     return out
 
 
-def usage_chunk(obj: dict[str, Any], cid: str, created: int, kind: str) -> dict[str, Any]:
-    return {"id": cid, "object": kind, "created": created, "model": obj["model"],
-            "system_fingerprint": FINGERPRINT, "choices": [], "usage": _usage(obj)}
+def usage_chunk(finals: list[dict[str, Any]], cid: str, created: int, kind: str) -> dict[str, Any]:
+    return {"id": cid, "object": kind, "created": created, "model": finals[0]["model"],
+            "system_fingerprint": FINGERPRINT, "choices": [], "usage": _usage(*finals)}
 
 
 def embeddings_response(obj: dict[str, Any], encoding: str) -> dict[str, Any]:
@@ -277,44 +317,63 @@ def model_object(tag: dict[str, Any]) -> dict[str, Any]:
 
 # -- routes ------------------------------------------------------------------------
 
-async def _sse(objects: AsyncGenerator[dict[str, Any], None], translate: Any, usage: Any) -> AsyncGenerator[bytes, None]:
-    """SSE events of translated objects, the optional usage chunk, then ``[DONE]``."""
-    first = True
+async def _sse(objects: AsyncGenerator[tuple[int, dict[str, Any]], None], ps: list[Any], translate: Any,
+               usage: Any) -> AsyncGenerator[bytes, None]:
+    """SSE events of the choices' translated objects (each chunk with its choice's ``index``),
+    the optional usage chunk once every choice is done, then ``[DONE]``."""
+    started: set[int] = set()
+    finals: dict[int, dict[str, Any]] = {}
     try:
-        async for obj in objects:
-            yield sse_event(translate(obj, first))
-            first = False
-            if obj.get("done") and usage is not None:
-                yield sse_event(usage(obj))
+        async for i, obj in objects:
+            out = translate(obj, i, i not in started)
+            for choice in out["choices"]:
+                choice["index"] = i
+            started.add(i)
+            yield sse_event(out)
+            if obj.get("done"):
+                finals[i] = obj
+                if len(finals) == len(ps) and usage is not None:
+                    yield sse_event(usage([finals[j] for j in range(len(ps))]))
     except Exception as exc:  # noqa: BLE001 - reported in the stream
         log_unexpected(exc)
         yield sse_event(openai_error(exc, status_of(exc)))
     finally:
         await objects.aclose()
+        release_all(ps)
     yield SSE_DONE
 
 
-async def _run(request: Request, body: dict[str, Any], ollama_body: dict[str, Any], kind: Kind,
-               object_name: str, respond: Any, chunk: Any, keep: Any = None) -> Response:
-    """``keep``: called with the whole completion (``store: true``)."""
+async def _run(request: Request, body: dict[str, Any], ollama_body: dict[str, Any], kind: Kind, plan: Choices,
+               object_name: str, respond: Any, chunk: Any, objects: Any, final: Any, keep: Any = None) -> Response:
+    """Each of ``plan.n`` choices is prepared, then run as ``objects(p)`` (a stream of ollama
+    objects) or ``final(p)`` (the whole one); ``respond(obj, cid, created)`` and
+    ``chunk(obj, cid, created, first, i)`` translate them. ``keep``: called with the whole
+    completion (``store: true``, one choice)."""
     stream_options = Fields(body).object("stream_options") or {}
-    p = await prepared(request, ollama_body, kind)
+    ps = await prepare_all(request, [nth_choice(ollama_body, i) for i in range(plan.n)], kind, plan.score_prompt)
+    p = ps[0]
     cid, created = f"{object_name}-{uuid.uuid4().hex[:24]}", int(time.time())
     if p.request.stream and keep is not None:
         streamed, plain = Streamed(), chunk
 
-        def chunk(obj: dict[str, Any], cid: str, created: int, first: bool) -> dict[str, Any]:
-            out = plain(obj, cid, created, first)
+        def chunk(obj: dict[str, Any], cid: str, created: int, first: bool, i: int) -> dict[str, Any]:
+            out = plain(obj, cid, created, first, i)
             streamed.add(out)
             if obj.get("done"):
                 keep(streamed.completion(_cached({"usage": _usage(obj)}, p)["usage"]))
             return out
     if p.request.stream:
         chunk_object = "chat.completion.chunk" if kind is Kind.CHAT else "text_completion"
-        usage = ((lambda obj: _cached(usage_chunk(obj, cid, created, chunk_object), p))
+        usage = ((lambda finals: _cached(usage_chunk(finals, cid, created, chunk_object), p))
                  if stream_options.get("include_usage") else None)
-        return EventStream(_sse(events(p), lambda obj, first: chunk(obj, cid, created, first), usage), SSE)
-    out = _cached(respond(await until_disconnect(request, collect(p), lambda: None), cid, created), p)
+        return EventStream(_sse(merged([objects(q) for q in ps]), ps,
+                                lambda obj, i, first: chunk(obj, cid, created, first, i), usage), SSE)
+    try:
+        finals = await until_disconnect(request, asyncio.gather(*(final(q) for q in ps)), lambda: None)
+    finally:
+        release_all(ps)
+    outs = [respond(obj, cid, created) for obj in finals]
+    out = _cached(outs[0] if len(outs) == 1 else combined(outs, finals), p)
     if keep is not None:
         await state_of(request).blocking(keep, out)
     return JSON(out)
@@ -337,7 +396,8 @@ async def chat_completions(request: Request) -> Response:
 
         def keep(completion: dict[str, Any]) -> None:
             stored.put(completion, body["messages"], metadata)
-    return await _run(request, body, chat, Kind.CHAT, "chatcmpl", chat_response, chat_chunk, keep)
+    return await _run(request, body, chat, Kind.CHAT, chat_choices(body), "chatcmpl", chat_response,
+                      lambda obj, cid, created, first, i: chat_chunk(obj, cid, created, first), events, collect, keep)
 
 
 # -- stored chat completions (store: true; kept by kettle.server.stored_completions) ---------
@@ -375,10 +435,19 @@ async def stored_messages(request: Request) -> Response:
 @endpoint(openai_error)
 async def completions(request: Request) -> Response:
     body = await read_json(request)
+    ollama_body, plan = completion_request(body), completion_choices(body)
+    offsets: dict[int, int] = {}  # per choice: characters of its text the stream's logprobs covered
+
+    def chunk(obj: dict[str, Any], cid: str, created: int, first: bool, i: int) -> dict[str, Any]:
+        out = completion_response(obj, cid, created, chunk=True, offset=offsets.get(i, 0))
+        logprobs = out["choices"][0]["logprobs"]
+        if logprobs is not None:
+            offsets[i] = offsets.get(i, 0) + sum(len(t) for t in logprobs["tokens"])
+        return out
     return await _run(
-        request, body, completion_request(body), Kind.GENERATE, "cmpl",
-        lambda obj, cid, created: completion_response(obj, cid, created, chunk=False),
-        lambda obj, cid, created, first: completion_response(obj, cid, created, chunk=True),
+        request, body, ollama_body, Kind.GENERATE, plan, "cmpl",
+        lambda obj, cid, created: completion_response(obj, cid, created, chunk=False), chunk,
+        lambda p: completion_objects(p, plan), lambda p: completion_final(p, plan),
     )
 
 

@@ -208,7 +208,7 @@ def test_keep_alive_beyond_any_clock_is_forever(server: Server) -> None:
 @pytest.mark.parametrize("path, body, field", [
     ("/v1/chat/completions", {"messages": USER, "max_tokens": 0}, "max_tokens"),
     ("/v1/chat/completions", {"messages": USER, "max_completion_tokens": 0}, "max_completion_tokens"),
-    ("/v1/completions", {"prompt": "Hi", "max_tokens": 0}, "max_tokens"),
+    ("/v1/completions", {"prompt": "Hi", "max_tokens": -1}, "max_tokens"),
     ("/v1/chat/completions", {"messages": [*USER, {"role": "assistant", "content": "", "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}]},
      "messages[1].tool_calls[0].function.arguments"),

@@ -89,9 +89,16 @@ def test_openai_requests_name_the_bad_field(body: dict, field: str) -> None:
     assert oa.openai_error(err.value, 400)["error"]["param"] == field
 
 
-def test_completion_request_refuses_max_tokens_zero() -> None:
+def test_completion_request_max_tokens_zero_generates_nothing() -> None:
+    """0 never reaches ``num_predict`` (where 0 means no limit): nothing is generated, or with
+    echo and logprobs one token that is dropped; below 0 is refused."""
+    body = {"model": "m", "prompt": "x", "max_tokens": 0}
+    assert "num_predict" not in oa.completion_request(body)["options"]
+    assert not oa.completion_choices(body).generate
+    scored = {**body, "echo": True, "logprobs": 2}
+    assert oa.completion_request(scored)["options"] == {"num_predict": 1} and oa.completion_choices(scored).score_prompt
     with pytest.raises(RequestError) as err:
-        oa.completion_request({"model": "m", "prompt": "x", "max_tokens": 0})
+        oa.completion_request({**body, "max_tokens": -1})
     assert err.value.field == "max_tokens"
     assert oa.completion_request({"model": "m", "prompt": "x", "max_tokens": 1})["options"] == {"num_predict": 1}
 
