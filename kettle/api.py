@@ -47,6 +47,7 @@ from kettle.request import (
 )
 from kettle.sampling import SamplingParams
 from kettle.store import Store, resolve_model
+from kettle.thinking import ThinkSplitter, parse_think
 from kettle.tokenizer import Tokenizer
 
 
@@ -182,26 +183,29 @@ class Model:
         return self._stream(list(ids), params, cancel, constraint_factory(self.prompts, format))
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, cancel: threading.Event | None = None,
-             tools: Sequence[Mapping[str, Any]] | None = None, format: Any = None, **options: Any) -> Stream:
+             tools: Sequence[Mapping[str, Any]] | None = None, format: Any = None, think: bool | str | None = None,
+             **options: Any) -> Stream:
         """Render ``messages`` with the model's chat template, then generate. A conversation
         longer than the context raises ``ContextOverflow`` (``submit`` a ``PromptRequest``
-        with ``truncate=True`` to leave out old turns instead, as the server does)."""
+        with ``truncate=True`` to leave out old turns instead, as the server does).
+        ``think``: ``True``/``False`` or ``"low"``/``"medium"``/``"high"``/``"max"`` for a
+        thinking model (it thinks unless told not to); its reasoning comes in ``chunk.thinking``."""
         return self.submit(PromptRequest(Kind.CHAT, messages=messages, tools=tools, truncate=False, options=options,
-                                         format=format, model=self.name), cancel=cancel)
+                                         format=format, think=parse_think(think), model=self.name), cancel=cancel)
 
     def submit(self, request: PromptRequest, *, cancel: threading.Event | None = None) -> Stream:
         """Generate for a ``kettle.request.PromptRequest`` (template, system, raw, suffix,
         context, truncation as the server's ``/api/generate`` and ``/api/chat`` do them)."""
         self._can_generate(request.kind.value)
         built = build_prompt(self.prompts, self.n_ctx, request, loaded=self.load_options)
-        return self._stream(built.ids, built.params, cancel, built.constraint)
+        return self._stream(built.ids, built.params, cancel, built.constraint, built.splitter())
 
     def _stream(self, ids: list[int], params: SamplingParams, cancel: threading.Event | None,
-                constraint: Callable[[], Constraint] | None) -> Stream:
+                constraint: Callable[[], Constraint] | None, splitter: ThinkSplitter | None = None) -> Stream:
         load_ns = self.load_duration if self._first_call else 0
         self._first_call = False
         return Stream(self, ids, params, cancel or threading.Event(), load_ns,
-                      constraint() if constraint is not None else None)
+                      constraint() if constraint is not None else None, splitter)
 
     # -- scoring and embeddings ----------------------------------------------------
 
@@ -272,12 +276,14 @@ class Model:
 class Stream:
     """An iterator of ``Chunk``s; ``cancel()`` (from any thread) ends it early.
 
-    ``text()`` runs it to the end and returns the whole text.
+    ``text()`` runs it to the end and returns the whole text. With a ``splitter`` (a thinking
+    model), each chunk's reasoning is in ``chunk.thinking`` and its ``text`` is the answer.
     """
 
     def __init__(self, model: Model, ids: list[int], params: SamplingParams, cancel: threading.Event, load_ns: int,
-                 constraint: Constraint | None = None):
+                 constraint: Constraint | None = None, splitter: ThinkSplitter | None = None):
         self.model = model
+        self.splitter = splitter
         self.constraint = constraint
         self.ids = ids
         self.params = params
@@ -310,6 +316,11 @@ class Stream:
                     if chunk.done and chunk.stats is not None:
                         chunk.stats.load_duration = self.load_ns
                         chunk.stats.total_duration += self.load_ns
+                    if self.splitter is not None:
+                        chunk.thinking, chunk.text = self.splitter.feed(chunk.text)
+                        if chunk.done:
+                            thinking, text = self.splitter.finish()
+                            chunk.thinking, chunk.text = chunk.thinking + thinking, chunk.text + text
                     self.last = chunk
                     yield chunk
             finally:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kettle.errors import TemplateError
 from kettle.templates import ChatTemplate, builtin_template, compile_template
+from kettle.thinking import Think
 from kettle.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -62,10 +63,11 @@ class PromptBuilder:
         return msgs
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
-                    add_generation_prompt: bool = True) -> str:
+                    add_generation_prompt: bool = True, think: Think | None = None) -> str:
         return self.template.render(
             self.conversation(messages), tools=list(tools) if tools else None,
             add_generation_prompt=add_generation_prompt, bos_token=self.bos_text, eos_token=self.eos_text,
+            think=think,
         )
 
     def tokenize_prompt(self, text: str) -> list[int]:

@@ -21,6 +21,10 @@ What a request may say, as ollama's ``/api/generate`` and ``/api/chat`` define i
   message and the newest message stay; ollama's rule), or with ``truncate=False``
   ``ContextOverflow``.
 * images: refused (``CapabilityError``), kettle's models read no pixels.
+* ``think``: a ``kettle.thinking.Think`` (None: not set). The template is told (``.Think`` /
+  ``enable_thinking``); a model whose template cannot think refuses ``think: true``
+  (``CapabilityError``) and a thinking model thinks unless told not to. ``Prompt.splitter()``
+  then separates the answer's thinking from its content (``kettle.thinking``).
 * ``options``: ollama's option names over the model's PARAMETERs (``stop`` defaults to the
   template's stop words); ``format``: ``"json"`` or a JSON schema, compiled to a constraint
   factory (``InvalidParameter`` naming the first bad ``pattern``).
@@ -44,8 +48,10 @@ from kettle.options import LoadOptions, parse_options
 from kettle.prompt import PromptBuilder
 from kettle.sampling import SamplingParams
 from kettle.sampling.constrained import compile_format
+from kettle.thinking import Style, Think, ThinkSplitter, new_splitter, resolve_think, thinking_style
 
 MAX_TRUNCATION_RENDERS = 64  # renders a chat truncation may try (binary search: 2**64 turns)
+TAIL_TOKENS = 8  # prompt tokens decoded to see whether the template opened the thinking
 LOAD_TIME = ("num_ctx", "num_batch", "num_thread")  # options that only kettle.load() may change
 
 
@@ -72,6 +78,7 @@ class PromptRequest:
     images: int = 0  # how many images came with the request: any is refused
     options: Mapping[str, Any] | None = None
     format: Any = None
+    think: Think | None = None  # None: not set (a thinking model thinks)
     model: str = ""  # the name the request used, for error messages
 
 
@@ -85,6 +92,13 @@ class Prompt:
     constraint: Callable[[], Any] | None = None  # a factory of fresh grammar constraints
     dropped: int = 0  # chat messages left out to fit the context
     extra: dict[str, Any] = field(default_factory=dict)
+    think: Think | None = None  # as resolved for the model (None: it cannot think, or raw)
+    style: Style | None = None  # the thinking markers of its template
+    tail: str = ""  # the end of the prompt text (a template may open the thinking itself)
+
+    def splitter(self) -> ThinkSplitter | None:
+        """A fresh splitter of one answer into thinking and content (None: nothing to split)."""
+        return new_splitter(self.style, self.tail, self.think)
 
 
 def refuse_images(model: str, count: int) -> None:
@@ -106,20 +120,29 @@ def build_prompt(prompts: PromptBuilder, n_ctx: int, req: PromptRequest,
         if isinstance(m, Mapping) and m.get("images"):
             refuse_images(req.model or prompts.spec.name, len(m["images"]))
     dropped = 0
+    style = think = None
+    if not req.raw:
+        if req.kind is Kind.GENERATE and req.template is not None:
+            prompts = prompts.with_template(req.template)
+        style = thinking_style(prompts.template.source)
+        think = resolve_think(req.think, style, req.model or prompts.spec.name)
     if req.kind is Kind.CHAT:
-        ids, dropped = fit_chat(prompts, req.messages, req.tools, n_ctx - max(req.reserve, 0), req.truncate)
+        ids, dropped = fit_chat(prompts, req.messages, req.tools, n_ctx - max(req.reserve, 0), req.truncate,
+                                think=think)
         stops = prompts.stop_words
     elif req.raw:
         ids = prompts.tokenizer.encode(req.prompt, add_special=True, parse_special=True)
         stops = ()
     else:
-        ids, stops = _generate_ids(prompts, req)
+        ids, stops = _generate_ids(prompts, req, think)
     if not ids:
         raise InvalidParameter("prompt", req.prompt, "the prompt is empty after templating: nothing to continue from")
     if len(ids) >= n_ctx:
         raise ContextOverflow(len(ids) + 1, n_ctx)
     params = sampling_params(prompts, req.options, stops, loaded)
-    return Prompt(ids, params, tuple(stops), constraint_factory(prompts, req.format), dropped)
+    tail = prompts.tokenizer.decode(ids[-TAIL_TOKENS:]) if style is not None else ""
+    return Prompt(ids, params, tuple(stops), constraint_factory(prompts, req.format), dropped,
+                  think=think if style is not None else None, style=style, tail=tail)
 
 
 def sampling_params(prompts: PromptBuilder, options: Mapping[str, Any] | None, stops: Sequence[str] = (),
@@ -136,15 +159,13 @@ def sampling_params(prompts: PromptBuilder, options: Mapping[str, Any] | None, s
     return params
 
 
-def _generate_ids(prompts: PromptBuilder, req: PromptRequest) -> tuple[list[int], tuple[str, ...]]:
-    if req.template is not None:
-        prompts = prompts.with_template(req.template)
+def _generate_ids(prompts: PromptBuilder, req: PromptRequest, think: Think | None) -> tuple[list[int], tuple[str, ...]]:
     msgs: list[dict[str, Any]] = [{"role": "system", "content": req.system}] if req.system is not None else []
     msgs.append({"role": "user", "content": req.prompt})
     if req.suffix and ".Suffix" not in prompts.template.source:
         raise CapabilityError(f'"{req.model or prompts.spec.name}" does not support insert')
     text = prompts.template.render(prompts.conversation(msgs), suffix=req.suffix,
-                                   bos_token=prompts.bos_text, eos_token=prompts.eos_text)
+                                   bos_token=prompts.bos_text, eos_token=prompts.eos_text, think=think)
     ids = prompts.tokenize_prompt(text)
     if req.context:
         vocab = prompts.tokenizer.vocab_size
@@ -157,14 +178,14 @@ def _generate_ids(prompts: PromptBuilder, req: PromptRequest) -> tuple[list[int]
 
 
 def chat_ids(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],
-             tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+             tools: Sequence[Mapping[str, Any]] | None = None, think: Think | None = None) -> list[int]:
     """Prompt ids of ``messages`` rendered with the model's chat template, as they are."""
-    return prompts.tokenize_prompt(prompts.render_chat(messages, tools=tools))
+    return prompts.tokenize_prompt(prompts.render_chat(messages, tools=tools, think=think))
 
 
 def fit_chat(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],
              tools: Sequence[Mapping[str, Any]] | None, n_ctx: int, truncate: bool,
-             whole_turns: bool = False) -> tuple[list[int], int]:
+             whole_turns: bool = False, think: Think | None = None) -> tuple[list[int], int]:
     """Prompt ids for ``messages`` that leave room for one token in ``n_ctx``, and how many
     messages were left out: when too long and ``truncate``, the fewest oldest ones, keeping
     every system message and the newest message (ollama's rule). ``ContextOverflow`` else.
@@ -174,7 +195,7 @@ def fit_chat(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],
     msgs = list(messages)
 
     def ids_without(gone: set[int]) -> list[int]:
-        return chat_ids(prompts, [m for i, m in enumerate(msgs) if i not in gone], tools)
+        return chat_ids(prompts, [m for i, m in enumerate(msgs) if i not in gone], tools, think)
 
     ids = ids_without(set())
     if len(ids) < n_ctx:

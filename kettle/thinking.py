@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from kettle.errors import CapabilityError, InvalidParameter
 
-LEVELS = ("low", "medium", "high")
+LEVELS = ("low", "medium", "high", "max")
 DEFAULT_LEVEL = "medium"  # the level of ``think: true`` (ollama's)
 OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 HARMONY_START, HARMONY_MESSAGE, HARMONY_CHANNEL = "<|start|>", "<|message|>", "<|channel|>"
@@ -65,7 +65,7 @@ def parse_think(value: Any, field: str = "think") -> Think | None:
         return Think(value, DEFAULT_LEVEL if value else "")
     if isinstance(value, str) and value in LEVELS:
         return Think(True, value)
-    raise InvalidParameter(field, value, 'expected true, false, "low", "medium" or "high"')
+    raise InvalidParameter(field, value, 'expected true, false, "low", "medium", "high" or "max"')
 
 
 class Style(enum.Enum):

@@ -275,6 +275,7 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     interactive = piped is None and not words
     if args.format and args.format != "json":
         raise UsageError(f"unsupported --format {args.format!r}: only 'json' is")
+    think = think_value(args.think, args.hidethinking)
     # A .gguf file is not a store name a server could resolve: it always runs in this process.
     with _backend(local=model.endswith(".gguf") and Path(model).is_file()) as backend:
         ensure_model(backend, model, io, words, args.insecure)
@@ -288,7 +289,8 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         if interactive:
             backend.load(model)
             session = Session(model, format=args.format or "", verbose=args.verbose,
-                              wordwrap=not args.nowordwrap, keep_alive=args.keepalive)
+                              wordwrap=not args.nowordwrap, keep_alive=args.keepalive, think=think,
+                              hide_thinking=args.hidethinking)
             _replay_messages(backend, model, io)
             return Repl(backend, session, io.stdout, io.stderr).run()
         if not prompts:
@@ -298,8 +300,10 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
             request["format"] = args.format
         if args.keepalive is not None:
             request["keep_alive"] = args.keepalive
+        if think is not None:
+            request["think"] = think
         wrap = shutil.get_terminal_size().columns if io.stdout.isatty() and not args.nowordwrap and piped is None else None
-        reply = stream_reply(backend.generate(request), io.stdout, wrap, io.stderr)
+        reply = stream_reply(backend.generate(request), io.stdout, wrap, io.stderr, args.hidethinking)
         io.stdout.write("\n" if reply.cancelled else "\n\n")
         io.stdout.flush()
         if reply.cancelled:
@@ -307,6 +311,20 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         if args.verbose:
             print_summary(reply.final, io.stderr)
     return 0
+
+
+def think_value(flag: str | None, hide: bool) -> bool | str | None:
+    """``--think[=VALUE]`` as a request's ``think``; None when neither it nor ``--hidethinking``
+    was given (a thinking model then thinks, as ollama's)."""
+    if flag is None:
+        return None
+    if flag.lower() in ("true", "false"):
+        return flag.lower() == "true"
+    from kettle.thinking import LEVELS
+
+    if flag not in LEVELS:
+        raise UsageError(f"invalid --think value {flag!r}: use true, false, " + ", ".join(LEVELS))
+    return flag
 
 
 def _compile_notice(io: IO) -> None:

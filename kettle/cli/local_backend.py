@@ -53,8 +53,12 @@ class LocalGeneration:
             obj: dict[str, Any] = {"model": self.model, "created_at": rfc3339()}
             if self.chat:
                 obj["message"] = {"role": "assistant", "content": chunk.text}
+                if chunk.thinking:
+                    obj["message"]["thinking"] = chunk.thinking
             else:
                 obj["response"] = chunk.text
+                if chunk.thinking:
+                    obj["thinking"] = chunk.thinking
             obj["done"] = chunk.done
             if chunk.done:
                 obj["done_reason"] = chunk.done_reason
@@ -170,19 +174,22 @@ class LocalBackend:
     def _stream(self, request: dict[str, Any], chat: bool) -> LocalGeneration:
         """The request as the server would build it (``kettle.request``), run in-process."""
         from kettle.request import Kind, PromptRequest
+        from kettle.thinking import parse_think
 
         options = dict(request.get("options") or {})
         model = self.load(request["model"], options)
         sampling = {k: v for k, v in options.items() if k not in LOAD_ARGUMENTS}
+        think = parse_think(request.get("think"))
         if chat:
             req = PromptRequest(Kind.CHAT, messages=list(request.get("messages") or []), tools=request.get("tools"),
                                 truncate=request.get("truncate", True), options=sampling,
-                                format=request.get("format") or None, model=request["model"])
+                                format=request.get("format") or None, think=think, model=request["model"])
         else:
             req = PromptRequest(Kind.GENERATE, prompt=request.get("prompt", ""), suffix=request.get("suffix", ""),
                                 system=request.get("system") or None, template=request.get("template"),
                                 context=request.get("context"), raw=bool(request.get("raw", False)),
-                                options=sampling, format=request.get("format") or None, model=request["model"])
+                                options=sampling, format=request.get("format") or None, think=think,
+                                model=request["model"])
         return LocalGeneration(model.submit(req), request["model"], chat)
 
     def chat(self, request: dict[str, Any]) -> LocalGeneration:

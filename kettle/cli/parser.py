@@ -36,13 +36,20 @@ def _environment(*names: str) -> str:
 class _IntermixedParser(argparse.ArgumentParser):
     """A command's parser that takes flags between its words, as ollama's does
     (``kettle run smollm2 --verbose "hi"``): argparse alone stops filling a
-    ``nargs="*"`` positional at the first flag and refuses the words after it."""
+    ``nargs="*"`` positional at the first flag and refuses the words after it.
 
+    A flag in ``OPTIONAL_VALUE`` takes its value only as ``--flag=VALUE`` (cobra's optional
+    values): bare, it means its default, and the next word stays a word of the prompt
+    (``kettle run qwen3 --think "why?"``)."""
+
+    OPTIONAL_VALUE = {"--think": "true"}
     _mixing = False
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if self._mixing:  # parse_known_intermixed_args calls back in here
             return super().parse_known_args(args, namespace)
+        if args is not None:
+            args = [f"{a}={self.OPTIONAL_VALUE[a]}" if a in self.OPTIONAL_VALUE else a for a in args]
         self._mixing = True
         try:
             return self.parse_known_intermixed_args(args, namespace)
@@ -109,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", help="use an insecure (plain http) registry to pull a missing model")
     p.add_argument("--nowordwrap", action="store_true", help="don't wrap words to the next line automatically")
     p.add_argument("--format", default="", help="response format (json)")
+    p.add_argument("--think", default=None, metavar="LEVEL",
+                   help="--think or --think=VALUE: true/false or high/medium/low/max (thinking models)")
+    p.add_argument("--hidethinking", action="store_true", help="hide thinking output (if provided)")
 
     p = command("stop", "Stop a running model", commands.cmd_stop)
     p.add_argument("model", metavar="MODEL")

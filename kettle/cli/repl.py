@@ -7,7 +7,7 @@ Input::
     ... more lines                 in """ ends it (""" on one line works too)
     ... end"""
     >>> /set parameter NAME VALUE  /set system TEXT (or """...""")
-    >>> /set format json | noformat | verbose | quiet | wordwrap | nowordwrap
+    >>> /set format json | noformat | verbose | quiet | wordwrap | nowordwrap | think [LEVEL] | nothink
     >>> /show info | license | modelfile | parameters | system | template
     >>> /load MODEL  /save MODEL  /clear  /bye (/exit)  /? (/help)
 
@@ -62,6 +62,8 @@ USAGE_SET = """Available Commands:
   /set nowordwrap        Disable wordwrap
   /set format json       Enable JSON mode
   /set noformat          Disable formatting
+  /set think [LEVEL]     Enable thinking (LEVEL: high, medium, low, max)
+  /set nothink           Disable thinking
   /set verbose           Show LLM stats
   /set quiet             Disable LLM stats
 """
@@ -119,6 +121,8 @@ class Session:
     verbose: bool = False
     wordwrap: bool = True
     keep_alive: str | None = None
+    think: bool | str | None = None  # /set think, /set nothink (None: the model's default)
+    hide_thinking: bool = False
 
     def set_system(self, text: str) -> None:
         """Replace a trailing system message, else append one (as ollama does)."""
@@ -140,6 +144,8 @@ class Session:
             request["format"] = self.format
         if self.keep_alive is not None:
             request["keep_alive"] = self.keep_alive
+        if self.think is not None:
+            request["think"] = self.think
         return request
 
 
@@ -271,7 +277,8 @@ class Repl:
         session = self.session
         session.messages.append({"role": "user", "content": text})
         try:
-            reply = stream_reply(self.backend.chat(session.chat_request()), self.out, self.wrap_width(), self.err)
+            reply = stream_reply(self.backend.chat(session.chat_request()), self.out, self.wrap_width(), self.err,
+                                 session.hide_thinking)
         except KettleError as e:
             session.messages.pop()
             self.say(f"Error: {e}", self.err)
@@ -280,7 +287,10 @@ class Repl:
             session.messages.pop()
             self.say()
             return
-        session.messages.append({"role": "assistant", "content": reply.text})
+        answer = {"role": "assistant", "content": reply.text}
+        if reply.thinking:
+            answer["thinking"] = reply.thinking
+        session.messages.append(answer)
         self.say("\n")
         if session.verbose:
             print_summary(reply.final, self.err)
@@ -311,12 +321,27 @@ class Repl:
             else:
                 session.format = "json"
                 self.say("Set format to 'json' mode.")
+        elif what == "think":
+            self.set_think(args[1:])
+        elif what == "nothink":
+            session.think = False
+            self.say("Set 'nothink' mode.")
         elif what == "parameter":
             self.set_parameter(args[1:])
         elif what == "system":
             self.set_system(line)
         else:
             self.say(f"Unknown command '/set {what}'. Type /? for help")
+
+    def set_think(self, args: list[str]) -> None:
+        """``/set think`` (on) or ``/set think LEVEL`` (high, medium, low, max)."""
+        from kettle.thinking import LEVELS
+
+        if args and args[0] not in LEVELS:
+            self.say(f"Invalid think level {args[0]!r}: use " + ", ".join(LEVELS))
+            return
+        self.session.think = args[0] if args else True
+        self.say(f"Set 'think' mode to '{args[0]}'." if args else "Set 'think' mode.")
 
     def set_parameter(self, args: list[str]) -> None:
         if len(args) < 2:

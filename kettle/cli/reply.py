@@ -22,6 +22,7 @@ from kettle.cli.backend import Generation
 from kettle.cli.display import WordWrapper, metrics_summary
 
 CANCEL_REASON = "cancel"
+THINKING_START, THINKING_END = "Thinking...\n", "\n...done thinking.\n\n"  # around shown thinking (ollama's)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Reply:
     text: str
     final: dict[str, Any] | None  # the ``"done": true`` object (stats), None when cut off
     cancelled: bool
+    thinking: str = ""  # a thinking model's reasoning (shown unless hidden)
 
 
 @contextmanager
@@ -55,6 +57,13 @@ def chunk_text(obj: dict[str, Any]) -> str:
         return content if isinstance(content, str) else ""
     response = obj.get("response")
     return response if isinstance(response, str) else ""
+
+
+def chunk_thinking(obj: dict[str, Any]) -> str:
+    """The thinking text of a ``/api/chat`` or ``/api/generate`` chunk ("" when none)."""
+    message = obj.get("message")
+    thinking = message.get("thinking") if isinstance(message, dict) else obj.get("thinking")
+    return thinking if isinstance(thinking, str) else ""
 
 
 class Spinner:
@@ -102,20 +111,35 @@ class Spinner:
 
 
 def stream_reply(generation: Generation, out: TextIO, wrap_width: int | None = None,
-                 err: TextIO | None = None) -> Reply:
+                 err: TextIO | None = None, hide_thinking: bool = False) -> Reply:
     """Write each chunk's text to ``out`` as it comes; Ctrl-C stops the reply.
 
-    With ``err`` a terminal, a ``Spinner`` turns there until the first text arrives.
+    A thinking model's thinking is written first, between ``Thinking...`` and ``...done
+    thinking.`` as ollama does, unless ``hide_thinking``. With ``err`` a terminal, a
+    ``Spinner`` turns there until the first text arrives.
     """
     writer = WordWrapper(out, wrap_width)
     parts: list[str] = []
+    thoughts: list[str] = []
     final = None
     cancelled = False
+    thinking_shown = False  # inside the Thinking... block
     spinner = Spinner(err).start()
     try:
         with sigint_calls(generation.interrupt):
             for obj in generation:
-                text = chunk_text(obj)
+                thinking, text = chunk_thinking(obj), chunk_text(obj)
+                if thinking:
+                    thoughts.append(thinking)
+                    if not hide_thinking:
+                        spinner.stop()
+                        if not thinking_shown:
+                            out.write(THINKING_START)
+                            thinking_shown = True
+                        writer.write(thinking)
+                if text and thinking_shown:
+                    writer.write(THINKING_END)
+                    thinking_shown = False
                 if text:
                     spinner.stop()
                     writer.write(text)
@@ -130,7 +154,9 @@ def stream_reply(generation: Generation, out: TextIO, wrap_width: int | None = N
     out.flush()
     if final is not None and final.get("done_reason") == CANCEL_REASON:
         cancelled = True
-    return Reply("".join(parts), final, cancelled)
+    if thinking_shown and final is not None:
+        writer.write(THINKING_END)  # the answer was all thinking
+    return Reply("".join(parts), final, cancelled, "".join(thoughts))
 
 
 def print_summary(final: dict[str, Any] | None, err: TextIO) -> None:

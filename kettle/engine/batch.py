@@ -65,6 +65,8 @@ class Chunk:
     logprobs: list[TokenLogprob] | None = None
     # With params.prompt_logprobs, on the last chunk: one per prompt token (the first is None).
     prompt_logprobs: list[TokenLogprob | None] | None = None
+    # A thinking model's reasoning, split out of ``text`` by the caller (``kettle.thinking``).
+    thinking: str = ""
 
 
 class Constraint(Protocol):

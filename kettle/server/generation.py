@@ -29,13 +29,14 @@ from typing import Any
 from kettle.engine.scheduler import Lease, parse_keep_alive
 from kettle.errors import Cancelled, ServerBusy
 from kettle.options import parse_options
-from kettle.request import Kind, PromptRequest, build_prompt
+from kettle.request import Kind, Prompt, PromptRequest, build_prompt
 from kettle.sampling import SamplingParams
 from kettle.sampling.logprobs import check_top
 from kettle.server.models import Resolved, now_rfc3339
 from kettle.server.state import ServerState, Shutdown
 from kettle.server.tools import ToolCallFilter, check_tool_calls, check_tools
 from kettle.server.wire import Fields, RequestError
+from kettle.thinking import Think, ThinkSplitter, parse_think
 
 MESSAGE_TEXT_FIELDS = ("content", "thinking", "tool_name", "tool_call_id")
 SHUTDOWN = "shutdown"  # done_reason of a generation the server's shutdown ended
@@ -68,6 +69,7 @@ class Request:
     tools: list[dict[str, Any]] | None = None
     truncate: bool = True
     logprobs: int | None = None  # ``logprobs: true``: the alternatives per token (``top_logprobs``, 0..20)
+    think: Think | None = None  # None: not set (a thinking model thinks)
 
     @property
     def load_only(self) -> LoadOnly | None:
@@ -83,15 +85,13 @@ def parse_request(body: dict[str, Any], kind: Kind, max_prompt: int) -> Request:
     fmt = body.get("format")
     if fmt is not None and not isinstance(fmt, (str, dict)):
         raise RequestError("invalid value for 'format': expected \"json\" or a JSON schema object")
-    if body.get("think") not in (None, False):
-        raise RequestError(f"\"{body.get('model')}\" does not support thinking")
     if body.get("images"):
         raise RequestError(f"\"{body.get('model')}\" does not support image input")
     ka = body.get("keep_alive")
     req = Request(
         kind=kind, model=f.required_str("model"), options=f.object("options"),
         keep_alive=None if ka is None else parse_keep_alive(ka), fmt=fmt, stream=bool(f.bool("stream", True)),
-        truncate=bool(f.bool("truncate", True)),
+        truncate=bool(f.bool("truncate", True)), think=parse_think(body.get("think")),
     )
     top = f.int("top_logprobs")
     if top is not None:
@@ -141,6 +141,7 @@ class Prepared:
     prompt_ids: list[int] = dataclasses.field(default_factory=list)
     params: SamplingParams | None = None
     constraint: Callable[[], Any] | None = None
+    splitter: Callable[[], ThinkSplitter | None] = lambda: None  # a thinking model's answer splitter
     shutdown: Shutdown | None = None  # ends the generation when the server stops
     stats: Any = None  # the engine's Stats once the generation is done (prompt_cached_count for /v1 usage)
     metrics: Any = None  # the server's Metrics (kettle.server.metrics): counts the tokens in _final
@@ -151,15 +152,16 @@ def prompt_request(req: Request) -> PromptRequest:
     return PromptRequest(
         req.kind, prompt=req.prompt, suffix=req.suffix, system=req.system, template=req.template,
         context=req.context, raw=req.raw, messages=req.messages, tools=req.tools, truncate=req.truncate,
-        options=req.options, format=req.fmt, model=req.model,
+        options=req.options, format=req.fmt, think=req.think, model=req.model,
     )
 
 
-def _build(model: Any, req: Request, resolved: Resolved) -> tuple[list[int], SamplingParams, Callable[[], Any] | None]:
-    """Prompt ids, sampling params and constraint factory (runs in a worker thread)."""
+def _build(model: Any, req: Request, resolved: Resolved) -> Prompt:
+    """The prompt for the engine (runs in a worker thread)."""
     built = build_prompt(model.prompts, model.n_ctx, prompt_request(req))
-    params = built.params if req.logprobs is None else dataclasses.replace(built.params, logprobs=req.logprobs)
-    return built.ids, params, built.constraint
+    if req.logprobs is not None:
+        built.params = dataclasses.replace(built.params, logprobs=req.logprobs)
+    return built
 
 
 def _piece_json(tokenizer: Any, token: int) -> tuple[str, list[int]]:
@@ -204,7 +206,8 @@ async def prepare(state: ServerState, req: Request, cancel: threading.Event) -> 
     try:
         p = Prepared(req, resolved.name, lease, started, shutdown=state.shutdown, metrics=state.metrics)
         if req.load_only is None:
-            p.prompt_ids, p.params, p.constraint = await state.blocking(_build, lease.model, req, resolved)
+            built = await state.blocking(_build, lease.model, req, resolved)
+            p.prompt_ids, p.params, p.constraint, p.splitter = built.ids, built.params, built.constraint, built.splitter
         return p
     except BaseException:
         lease.release()
@@ -215,15 +218,22 @@ def _head(p: Prepared) -> dict[str, Any]:
     return {"model": p.request.model, "created_at": now_rfc3339()}
 
 
-def _piece(p: Prepared, text: str) -> dict[str, Any]:
+def _piece(p: Prepared, text: str, thinking: str = "") -> dict[str, Any]:
+    """One streamed object; ``thinking`` (a thinking model's reasoning) only when there is some."""
     if p.request.kind is Kind.CHAT:
-        return {**_head(p), "message": {"role": "assistant", "content": text}, "done": False}
-    return {**_head(p), "response": text, "done": False}
+        message = {"role": "assistant", "content": text}
+        if thinking:
+            message["thinking"] = thinking
+        return {**_head(p), "message": message, "done": False}
+    out = {**_head(p), "response": text, "done": False}
+    if thinking:
+        out["thinking"] = thinking
+    return out
 
 
 def _final(p: Prepared, text: str, done_reason: str, stats: Any, context: list[int] | None,
-           tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
-    out = _piece(p, text)
+           tool_calls: list[dict[str, Any]], thinking: str = "") -> dict[str, Any]:
+    out = _piece(p, text, thinking)
     if tool_calls:
         out["message"]["tool_calls"] = tool_calls
     out["done"] = True
@@ -299,6 +309,17 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
             mailbox.post(queue, event)
 
         tools = ToolCallFilter(p.request.tools or ())
+        split = p.splitter()
+
+        def answer(text: str, done: bool) -> tuple[str, str]:
+            """(thinking, content) of the next generated text; ``done``: with what was held."""
+            if split is None:
+                return "", text
+            thinking, content = split.feed(text)
+            if done:
+                more_thinking, more_content = split.finish()
+                thinking, content = thinking + more_thinking, content + more_content
+            return thinking, content
         want_logprobs = p.request.logprobs is not None
         held_logprobs: list[dict[str, Any]] = []  # of tokens whose text is not yet sent
 
@@ -315,19 +336,22 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
                 event = await queue.get()
                 stopping = p.shutdown is not None and p.shutdown.started.is_set()
                 if isinstance(event, Cancelled) and stopping:  # cancelled before it had a slot
+                    thinking, content = answer("", True)
                     held, calls = tools.finish()
-                    yield _final(p, held, SHUTDOWN, None, None, calls)
+                    yield _final(p, tools.feed(content) + held, SHUTDOWN, None, None, calls, thinking)
                     return
                 if isinstance(event, BaseException):
                     raise event
-                text = tools.feed(event.text)
+                thinking, content = answer(event.text, event.done)
+                text = tools.feed(content)
                 if event.done:
                     held, calls = tools.finish()
                     reason = SHUTDOWN if stopping and event.done_reason == "cancel" else event.done_reason or "stop"
-                    yield with_logprobs(_final(p, text + held, reason, event.stats, event.context, calls), event)
+                    yield with_logprobs(_final(p, text + held, reason, event.stats, event.context, calls, thinking),
+                                        event)
                     return
-                if text:
-                    yield with_logprobs(_piece(p, text), event)
+                if text or thinking:
+                    yield with_logprobs(_piece(p, text, thinking), event)
                 elif want_logprobs:
                     held_logprobs.extend(logprobs_json(p.lease.model.tokenizer, event.logprobs or []))
         finally:
@@ -341,20 +365,22 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
 async def collect(p: Prepared) -> dict[str, Any]:
     """The whole response as one object (``stream: false``)."""
     texts: list[str] = []
+    thoughts: list[str] = []
     logprobs: list[dict[str, Any]] = []
     stream = events(p)
     try:
         async for obj in stream:
-            piece = obj["message"]["content"] if p.request.kind is Kind.CHAT else obj["response"]
-            texts.append(piece)
+            chat = p.request.kind is Kind.CHAT
+            body = obj["message"] if chat else obj
+            texts.append(body["content"] if chat else body["response"])
+            thoughts.append(body.get("thinking", ""))
             logprobs.extend(obj.get("logprobs") or [])
             if obj["done"]:
                 if p.request.logprobs is not None:
                     obj["logprobs"] = logprobs
-                if p.request.kind is Kind.CHAT:
-                    obj["message"]["content"] = "".join(texts)
-                else:
-                    obj["response"] = "".join(texts)
+                body["content" if chat else "response"] = "".join(texts)
+                if any(thoughts):
+                    body["thinking"] = "".join(thoughts)
                 return obj
     finally:
         await stream.aclose()
