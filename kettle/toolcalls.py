@@ -61,6 +61,8 @@ def _function_name(value: Mapping[str, Any]) -> Any:
 def parse_tool_choice(value: Any, tools: Sequence[Mapping[str, Any]] | None) -> ToolChoice:
     """A request's ``tool_choice`` (see the module doc) against its ``tools``."""
     if isinstance(value, ToolChoice):
+        if not value.forced:
+            return value
         choice = value
     elif value is None or value == "auto":
         return AUTO
@@ -79,8 +81,7 @@ def parse_tool_choice(value: Any, tools: Sequence[Mapping[str, Any]] | None) -> 
                                "\"function\": {\"name\": ...}}")
     names = [n for n, _ in _schemas(tools or ())]
     if not names:
-        raise InvalidParameter("tool_choice", value if value is not choice else choice.mode.value,
-                               "a forced tool call needs tools")
+        raise InvalidParameter("tool_choice", choice.name or choice.mode.value, "a forced tool call needs tools")
     if choice.name is not None and choice.name not in names:
         raise InvalidParameter("tool_choice", choice.name, f"no tool is named {choice.name!r}")
     return choice
