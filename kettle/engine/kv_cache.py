@@ -77,11 +77,11 @@ class KVCache:
 
     # -- what the model uses ---------------------------------------------------
 
-    def layer(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """k, v (n_slots, n_kv, n_ctx, hd) of ``layer`` and, for q8_0, their scales."""
-        if self.kind != "q8_0":
-            return self.k[layer], self.v[layer], None, None
-        return self.k[layer], self.v[layer], self.k_scales[layer], self.v_scales[layer]
+    def layer(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """k, v (n_slots, n_kv, n_ctx, hd) of ``layer`` and their scales: for q8_0 (n_slots,
+        n_kv, n_ctx, hd / 32), else the (n_slots, n_kv, 1, 1) placeholder the kernels never read."""
+        at = layer if self.kind == "q8_0" else 0
+        return self.k[layer], self.v[layer], self.k_scales[at], self.v_scales[at]
 
     def put(self, layer: int, slots: np.ndarray, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
         """k, v (n, n_kv * hd) float32 of tokens at (slots[t], positions[t]), stored in the cache's type."""

@@ -262,8 +262,8 @@ def attention(
         if hd % 32 or k_scales is None or v_scales is None or k_scales.shape != want or v_scales.shape != want \
                 or k_scales.dtype != np.uint16 or v_scales.dtype != np.uint16:
             raise ValueError(f"attention: a q8_0 cache {k_cache.shape} needs uint16 scales of shape {want}")
-    else:
-        k_scales = v_scales = np.zeros((n_slots, n_kv, 1, 1), dtype=np.uint16)  # never read
+    elif k_scales is None or v_scales is None or k_scales.dtype != np.uint16 or v_scales.dtype != np.uint16:
+        k_scales = v_scales = np.zeros((n_slots, n_kv, 1, 1), dtype=np.uint16)  # never read (KVCache passes its own)
     keys = int(positions.max()) + 1 if n else 0  # at most, per query
     if keys > n_ctx:
         raise ValueError(f"attention: position {keys - 1} outside the cache of {n_ctx}")
