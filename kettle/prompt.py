@@ -3,7 +3,8 @@
 The template is, in order of precedence: the Modelfile's TEMPLATE (Go or
 Jinja, detected), the GGUF file's ``tokenizer.chat_template`` (Jinja,
 sandboxed), or kettle's built-in template for the model family (the bundled
-gemma3 file carries none). The Modelfile's SYSTEM applies when the
+gemma3 file carries none). A GGUF template that a built-in one supersedes (it
+renders the same and adds tools: SmolLM2's) is replaced by it. The Modelfile's SYSTEM applies when the
 conversation has no system message; its MESSAGEs come first.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kettle.errors import TemplateError
-from kettle.templates import ChatTemplate, builtin_template, compile_template
+from kettle.templates import ChatTemplate, builtin_superseding, builtin_template, compile_template
 from kettle.thinking import Think
 from kettle.tokenizer import Tokenizer
 
@@ -27,6 +28,10 @@ def choose_template(metadata: Mapping[str, Any], spec: ModelSpec) -> tuple[ChatT
     (``modelfile``, ``gguf`` or ``builtin:<family>``)."""
     source = spec.template or metadata.get("tokenizer.chat_template")
     if isinstance(source, str) and source.strip():
+        superseding = None if spec.template else builtin_superseding(source)
+        if superseding is not None:
+            family, template, stops = superseding
+            return template, stops, f"builtin:{family}"
         return compile_template(source), (), "modelfile" if spec.template else "gguf"
     arch = str(metadata.get("general.architecture", ""))
     for family in (arch, "chatml"):  # kettle ships chatml for families it does not know

@@ -16,7 +16,10 @@ What a request may say, as ollama's ``/api/generate`` and ``/api/chat`` define i
   ``context`` (the ids an earlier answer returned) comes first, its BOS not repeated; ``raw``
   skips the template (and the system prompt) and tokenizes ``prompt`` as given.
 * ``Kind.CHAT``: ``messages`` after the Modelfile's MESSAGEs, the Modelfile's SYSTEM when none
-  is given, ``tools`` passed to the template; when the prompt does not fit ``n_ctx`` (less
+  is given, ``tools`` passed to the template (a template that does not name them:
+  ``CapabilityError``, ollama's ``does not support tools``; ``tool_choice`` ``none`` hides
+  them, ``required`` or a named function constrains the answer to one call: see
+  ``kettle.toolcalls``); when the prompt does not fit ``n_ctx`` (less
   ``reserve`` tokens kept for the answer), the fewest oldest turns are left out (every system
   message and the newest message stay; ollama's rule), or with ``truncate=False``
   ``ContextOverflow``.
@@ -47,8 +50,9 @@ from kettle.errors import CapabilityError, ContextOverflow, InvalidParameter
 from kettle.options import LoadOptions, parse_options
 from kettle.prompt import PromptBuilder
 from kettle.sampling import SamplingParams
-from kettle.sampling.constrained import compile_format
+from kettle.sampling.constrained import JSON_OPTIONS, compile_format, compile_lark
 from kettle.thinking import Style, Think, ThinkSplitter, new_splitter, resolve_think, thinking_style
+from kettle.toolcalls import AUTO, ToolChoice, call_grammar, call_syntax, parse_tool_choice, visible_tools
 
 MAX_TRUNCATION_RENDERS = 64  # renders a chat truncation may try (binary search: 2**64 turns)
 TAIL_TOKENS = 8  # prompt tokens decoded to see whether the template opened the thinking
@@ -73,6 +77,7 @@ class PromptRequest:
     raw: bool = False  # generate: no template, ``prompt`` tokenized as given
     messages: Sequence[Mapping[str, Any]] = ()
     tools: Sequence[Mapping[str, Any]] | None = None  # chat: function schemas for the template
+    tool_choice: Any = None  # chat: "auto" (None), "none", "required" or a named function (kettle.toolcalls)
     truncate: bool = True  # chat: leave out old turns that do not fit (else ContextOverflow)
     reserve: int = 0  # chat: tokens kept free for the answer when truncating
     images: int = 0  # how many images came with the request: any is refused
@@ -120,6 +125,10 @@ def build_prompt(prompts: PromptBuilder, n_ctx: int, req: PromptRequest,
         if isinstance(m, Mapping) and m.get("images"):
             refuse_images(req.model or prompts.spec.name, len(m["images"]))
     dropped = 0
+    choice = parse_tool_choice(req.tool_choice, req.tools) if req.kind is Kind.CHAT else AUTO
+    tools = visible_tools(req.tools, choice) if req.kind is Kind.CHAT else None
+    if tools and not prompts.template.renders_tools:
+        raise CapabilityError(f'"{req.model or prompts.spec.name}" does not support tools')  # ollama's words
     style = think = None
     if not req.raw:
         if req.kind is Kind.GENERATE and req.template is not None:
@@ -127,7 +136,7 @@ def build_prompt(prompts: PromptBuilder, n_ctx: int, req: PromptRequest,
         style = thinking_style(prompts.template.source)
         think = resolve_think(req.think, style, req.model or prompts.spec.name)
     if req.kind is Kind.CHAT:
-        ids, dropped = fit_chat(prompts, req.messages, req.tools, n_ctx - max(req.reserve, 0), req.truncate,
+        ids, dropped = fit_chat(prompts, req.messages, tools, n_ctx - max(req.reserve, 0), req.truncate,
                                 think=think)
         stops = prompts.stop_words
     elif req.raw:
@@ -141,7 +150,8 @@ def build_prompt(prompts: PromptBuilder, n_ctx: int, req: PromptRequest,
         raise ContextOverflow(len(ids) + 1, n_ctx)
     params = sampling_params(prompts, req.options, stops, loaded)
     tail = prompts.tokenizer.decode(ids[-TAIL_TOKENS:]) if style is not None else ""
-    return Prompt(ids, params, tuple(stops), constraint_factory(prompts, req.format), dropped,
+    constraint = tool_constraint(prompts, tools, choice, req.format) or constraint_factory(prompts, req.format)
+    return Prompt(ids, params, tuple(stops), constraint, dropped,
                   think=think if style is not None else None, style=style, tail=tail)
 
 
@@ -230,6 +240,18 @@ def embed_ids(prompts: PromptBuilder, texts: Sequence[str]) -> list[list[int]]:
             raise InvalidParameter(f"input[{i}]", text, "expected a string")
         out.append(prompts.tokenizer.encode(text, add_special=True, parse_special=True))
     return out
+
+
+def tool_constraint(prompts: PromptBuilder, tools: Sequence[Mapping[str, Any]] | None, choice: ToolChoice,
+                    fmt: Any) -> Callable[[], Any] | None:
+    """A forced call's grammar (``kettle.toolcalls``) in the template's call syntax, or None."""
+    if not tools or not choice.forced:
+        return None
+    if fmt is not None and fmt != "":
+        raise InvalidParameter("tool_choice", choice.name or choice.mode.value,
+                               "a forced tool call and format exclude each other")
+    grammar = call_grammar(tools, choice, call_syntax(prompts.template.source), JSON_OPTIONS)
+    return compile_lark(prompts.tokenizer, grammar, "tool_choice")
 
 
 def constraint_factory(prompts: PromptBuilder, fmt: Any) -> Callable[[], Any] | None:

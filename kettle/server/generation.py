@@ -67,6 +67,7 @@ class Request:
     raw: bool = False
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None  # kettle's extension of /api/chat: OpenAI's values (kettle.toolcalls)
     truncate: bool = True
     logprobs: int | None = None  # ``logprobs: true``: the alternatives per token (``top_logprobs``, 0..20)
     think: Think | None = None  # None: not set (a thinking model thinks)
@@ -110,6 +111,7 @@ def parse_request(body: dict[str, Any], kind: Kind, max_prompt: int) -> Request:
         tools = body.get("tools")
         if tools is not None:
             req.tools = check_tools(tools) or None
+        req.tool_choice = body.get("tool_choice")
     return req
 
 
@@ -151,8 +153,8 @@ def prompt_request(req: Request) -> PromptRequest:
     """The server's typed request as the request layer's (``kettle.request``)."""
     return PromptRequest(
         req.kind, prompt=req.prompt, suffix=req.suffix, system=req.system, template=req.template,
-        context=req.context, raw=req.raw, messages=req.messages, tools=req.tools, truncate=req.truncate,
-        options=req.options, format=req.fmt, think=req.think, model=req.model,
+        context=req.context, raw=req.raw, messages=req.messages, tools=req.tools, tool_choice=req.tool_choice,
+        truncate=req.truncate, options=req.options, format=req.fmt, think=req.think, model=req.model,
     )
 
 
@@ -308,7 +310,7 @@ async def events(p: Prepared) -> AsyncGenerator[dict[str, Any], None]:
         def sink(event: Any) -> None:
             mailbox.post(queue, event)
 
-        tools = ToolCallFilter(p.request.tools or ())
+        tools = ToolCallFilter(p.request.tools or (), p.request.tool_choice)
         split = p.splitter()
 
         def answer(text: str, done: bool) -> tuple[str, str]:

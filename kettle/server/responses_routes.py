@@ -12,7 +12,8 @@ body, the same ``prepare``/``events``/``collect`` run, each ollama object is tra
   ``input_file`` parts are refused.
 * ``max_output_tokens`` (>= 1), ``temperature``, ``top_p``; ``text.format`` ``json_schema`` /
   ``json_object`` -> ``format``; ``reasoning.effort`` -> ``think``; ``tools`` (function tools)
-  with ``tool_choice`` ``auto`` / ``none`` (forced calls are refused by name).
+  with ``tool_choice`` ``auto`` / ``none`` / ``required`` / ``{"type": "function", "name"}``
+  (a forced call: ``kettle.toolcalls``).
 * The answer: ``output`` items (``reasoning`` when the model thought, a ``message`` with one
   ``output_text`` part, ``function_call`` items), ``status`` ``completed`` or ``incomplete``
   (``incomplete_details.reason: max_output_tokens``), ``usage`` (``input_tokens`` the whole
@@ -118,11 +119,15 @@ def _items(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _tool_choice(f: Fields) -> Any:
+    """``tool_choice`` for ``/api/chat`` (``kettle.toolcalls`` reads the Responses API's flat
+    ``{"type": "function", "name": ...}`` too); ``auto`` and ``none`` are settled here."""
+    choice = f.obj.get("tool_choice")
+    return None if choice in (None, "auto", "none") else choice
+
+
 def _tools(f: Fields) -> list[dict[str, Any]] | None:
     choice = f.obj.get("tool_choice")
-    if choice not in (None, "auto", "none"):
-        raise RequestError("unsupported value for 'tool_choice': only 'auto' and 'none' are supported",
-                           field="tool_choice")
     tools = f.list("tools")
     if not tools or choice == "none":
         return None
@@ -182,7 +187,8 @@ def responses_request(body: dict[str, Any], history: tuple[dict[str, Any], ...] 
                            field="top_logprobs")
     f.object("metadata")
     out = {"model": f.required_str("model"), "messages": messages, "stream": bool(f.bool("stream", False)),
-           "options": options, "format": _format(f), "tools": _tools(f)}
+           "options": options, "format": _format(f), "tools": _tools(f),
+           "tool_choice": _tool_choice(f)}
     think = _think(f)
     if think is not None:
         out["think"] = think

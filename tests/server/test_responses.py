@@ -85,9 +85,16 @@ def test_structured_output_and_refusals(sdk: openai.OpenAI) -> None:
     got = sdk.responses.create(model=MODEL, input="Name a colour.", max_output_tokens=30, temperature=0,
                                text={"format": {"type": "json_schema", "name": "c", "schema": schema}})
     jsonschema.validate(json.loads(got.output_text), schema)
+    add = {"type": "function", "name": "add", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}
+    for choice in ("required", {"type": "function", "name": "add"}):  # a forced call (kettle.toolcalls)
+        got = sdk.responses.create(model=MODEL, input="2 + 3?", tool_choice=choice, tools=[add],
+                                   max_output_tokens=60, temperature=0)
+        calls = [item for item in got.output if item.type == "function_call"]
+        assert [c.name for c in calls] == ["add"] and got.output_text == ""
+        jsonschema.validate(json.loads(calls[0].arguments), add["parameters"])
     with pytest.raises(openai.BadRequestError) as e:
-        sdk.responses.create(model=MODEL, input="x", tool_choice="required",
-                             tools=[{"type": "function", "name": "f", "parameters": {"type": "object"}}])
+        sdk.responses.create(model=MODEL, input="x", tool_choice={"type": "function", "name": "divide"}, tools=[add])
     assert e.value.body["param"] == "tool_choice"
 
 
