@@ -4,8 +4,9 @@ The template is, in order of precedence: the Modelfile's TEMPLATE (Go or
 Jinja, detected), the GGUF file's ``tokenizer.chat_template`` (Jinja,
 sandboxed), or kettle's built-in template for the model family (the bundled
 gemma3 file carries none). A GGUF template that a built-in one supersedes (it
-renders the same and adds tools: SmolLM2's) is replaced by it. The Modelfile's SYSTEM applies when the
-conversation has no system message; its MESSAGEs come first.
+renders the same and adds tools: SmolLM2's) is replaced by it. The Modelfile's
+SYSTEM applies when the conversation has no system message; its MESSAGEs come
+first.
 """
 
 from __future__ import annotations
