@@ -6,7 +6,9 @@ chosen token is the most probable one."""
 from __future__ import annotations
 
 import math
+import time
 
+import httpx
 import openai
 import pytest
 
@@ -187,3 +189,29 @@ def test_completion_n_choices(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=2, n=9)
     assert err.value.body["param"] == "n"
+
+
+def _gauge(server: Server, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_dropped_stream_of_n_choices_frees_every_one(server: Server, n: int) -> None:
+    """Closing the stream cancels every choice's generation and releases its lease (slots and
+    queue places back at 0 as soon as the engine's next step)."""
+    body = {"model": MODEL, "messages": LONG, "max_tokens": 1900, "n": n, "stream": True, **GREEDY}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=120) as r:
+        seen = set()
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                seen.add(line.split('"index":')[1].split(",")[0])
+            if len(seen) == n:
+                break  # every choice is running: go away
+    started, busy = time.monotonic(), []
+    while time.monotonic() - started < 30:  # the 1900 tokens of 3 choices would take longer
+        busy = [_gauge(server, "kettle_slots_in_use"), _gauge(server, "kettle_requests_waiting")]
+        if busy == [0, 0]:
+            break
+        time.sleep(0.1)
+    assert busy == [0, 0]
