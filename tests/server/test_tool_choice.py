@@ -130,12 +130,14 @@ def chat(server: Server, **body) -> httpx.Response:
                                          "options": {**GREEDY, "num_predict": 60}, **body})
 
 
+@pytest.mark.slow
 def test_capabilities_say_tools_only_where_the_template_names_them(server: Server, plain: str) -> None:
     client = ollama.Client(host=server.url)
     assert "tools" in client.show(MODEL).capabilities
     assert "tools" not in client.show(plain).capabilities
 
 
+@pytest.mark.slow
 def test_tools_to_a_template_without_tools_are_refused(server: Server, plain: str, sdk: openai.OpenAI) -> None:
     message = f'"{plain}" does not support tools'
     with pytest.raises(ollama.ResponseError) as e:
@@ -158,6 +160,7 @@ def test_tools_to_a_template_without_tools_are_refused(server: Server, plain: st
     assert chat(server, model=plain, tools=TOOLS, tool_choice="none", options={"num_predict": 2}).status_code == 200
 
 
+@pytest.mark.slow
 def test_smollm2_prompt_carries_the_tools_and_none_hides_them(server: Server) -> None:
     def prompt_tokens(**body) -> int:
         r = chat(server, options={**GREEDY, "num_predict": 1}, **body)
@@ -175,6 +178,7 @@ def _check_call(name: str, arguments: dict) -> None:
     jsonschema.validate(arguments, SCHEMAS[name])
 
 
+@pytest.mark.slow
 def test_required_gives_one_valid_call_on_api_chat(server: Server) -> None:
     r = chat(server, tools=TOOLS, tool_choice="required")
     assert r.status_code == 200, r.text
@@ -189,6 +193,7 @@ def test_required_gives_one_valid_call_on_api_chat(server: Server) -> None:
     _check_call("add", call["arguments"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_required_and_named(sdk: openai.OpenAI, stream: bool) -> None:
     for choice, names in [("required", set(SCHEMAS)), ({"type": "function", "function": {"name": "add"}}, {"add"}),
@@ -209,6 +214,7 @@ def test_openai_required_and_named(sdk: openai.OpenAI, stream: bool) -> None:
         _check_call(calls[0].function.name, json.loads(calls[0].function.arguments))
 
 
+@pytest.mark.slow
 def test_openai_unknown_function_and_forced_call_with_format_are_400(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         sdk.chat.completions.create(model=MODEL, messages=QUESTION, tools=TOOLS, max_tokens=3,
@@ -220,11 +226,13 @@ def test_openai_unknown_function_and_forced_call_with_format_are_400(sdk: openai
     assert e.value.body["param"] == "tool_choice"
 
 
+@pytest.mark.slow
 def test_api_chat_refuses_a_bad_tool_choice(server: Server) -> None:
     r = chat(server, tools=TOOLS, tool_choice="always")
     assert r.status_code == 400 and "tool_choice" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_langchain_bind_tools_with_tool_choice(server: Server) -> None:
     from langchain_core.tools import tool
     from langchain_openai import ChatOpenAI
