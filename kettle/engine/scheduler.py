@@ -1,5 +1,9 @@
 """The scheduler: which models are loaded, for how long, and which requests run on them.
 
+This module is the model table (load, lease, keep_alive, evict, drain, the queue's bound);
+each loaded model's queue, running sequences and thread are its ``Worker``
+(``kettle.engine.worker``).
+
 An explicit state machine (after ollama's ``server/sched.go``), with the loader,
 the embedder and the clock passed in, so its tests need no model and no sleeps.
 
@@ -47,14 +51,22 @@ import math
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
 from kettle import config
+from kettle.engine.worker import (
+    Deliveries,
+    Embedder,
+    EngineLike,
+    Sink,
+    Ticket,
+    TicketKind,
+    Worker,
+    deliver,
+    embed_on_slot,
+)
 from kettle.errors import Cancelled, InvalidParameter, KettleError, ServerBusy
 
 log = logging.getLogger("kettle.scheduler")
@@ -62,22 +74,6 @@ log = logging.getLogger("kettle.scheduler")
 Clock = Callable[[], float]  # monotonic seconds
 REAP_WAIT_MAX = 3600.0  # the reaper re-checks at least hourly (a wait must stay under threading.TIMEOUT_MAX)
 REAP_RETRY = 1.0  # seconds before the reaper retries after an error
-
-
-class EngineLike(Protocol):
-    """What the scheduler needs of ``kettle.engine.batch.BatchEngine``."""
-
-    active: list[Any]
-
-    @property
-    def has_free_slot(self) -> bool: ...
-
-    def add(self, prompt_ids: list[int], params: Any, cancel: threading.Event | None = None,
-            constraint: Any = None) -> Any: ...
-
-    def step(self) -> list[tuple[Any, Any]]: ...
-
-    def release(self, seq: Any) -> None: ...
 
 
 class RunnerLike(Protocol):
@@ -95,16 +91,6 @@ class LoadedModel(Protocol):
 
 
 Loader = Callable[[Any, Any, int], LoadedModel]  # (spec, load_options, num_parallel) -> model
-
-
-@dataclass(frozen=True)
-class EmbedResult:
-    vectors: np.ndarray  # (n_texts, n_embd) float32, L2-normalised
-    prompt_tokens: int  # tokens evaluated, all texts together
-
-
-Embedder = Callable[[Any, int, Sequence[str], bool], EmbedResult]  # (model, free slot, texts, truncate)
-Sink = Callable[[Any], None]  # receives Chunk / EmbedResult, or an exception as the last event
 
 
 # Go's time.ParseDuration units, in seconds.
@@ -138,13 +124,6 @@ def parse_keep_alive(value: object, name: str = "keep_alive") -> float:
     return FOREVER if value < 0 or value > MAX_KEEP_ALIVE else float(value)
 
 
-def embed_on_slot(model: Any, slot: int, texts: Sequence[str], truncate: bool) -> EmbedResult:
-    """``Model.embed`` on KV slot ``slot`` (which no active sequence uses)."""
-    batch = [model.tokenize(text, add_special=True, parse_special=True) for text in texts]
-    vectors, used = model.embed_ids(batch, slot=slot, truncate=truncate)
-    return EmbedResult(vectors, used)
-
-
 class ModelState(enum.Enum):
     LOADING = "loading"  # the loader runs; acquirers wait
     READY = "ready"  # serving (idle when no lease holds it)
@@ -162,43 +141,6 @@ class Action(enum.Enum):
     WAIT = "wait"  # wait for a load, a drain or a release
 
 
-class RequestState(enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-TERMINAL = frozenset({RequestState.DONE, RequestState.CANCELLED, RequestState.FAILED})
-
-
-class TicketKind(enum.Enum):
-    GENERATE = "generate"
-    EMBED = "embed"
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One generation or embedding inside a loaded model."""
-
-    kind: TicketKind
-    lease: Lease
-    sink: Sink
-    prompt_ids: list[int] = field(default_factory=list)
-    params: Any = None
-    constraint: Any = None
-    texts: Sequence[str] = ()
-    truncate: bool = True
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    state: RequestState = RequestState.QUEUED
-    seq: Any = None  # the engine's Sequence while RUNNING
-
-    def cancel(self) -> None:
-        """Stop this request (from any thread); its slot frees at the engine's next step."""
-        self.lease.scheduler._cancel(self)
-
-
 @dataclass(eq=False)
 class Resident:
     """A model in the table, and everything the scheduler tracks about it."""
@@ -207,15 +149,16 @@ class Resident:
     spec: Any
     load_options: Any
     state: ModelState
-    wake: threading.Condition  # the worker waits on it (shares the scheduler's lock)
     model: LoadedModel | None = None
     leases: int = 0
     keep_alive: float = 300.0  # seconds; 0 unload when idle, < 0 forever
     expires_at: float | None = None  # clock time; None: held, or forever
     last_used: float = 0.0
-    pending: deque[Ticket] = field(default_factory=deque)
-    running: dict[int, Ticket] = field(default_factory=dict)  # id(seq) -> ticket
-    worker: threading.Thread | None = None
+    worker: Worker | None = None  # its queue, running sequences and thread, once READY
+
+    @property
+    def running(self) -> int:
+        return len(self.worker.running) if self.worker is not None else 0
 
     def matches(self, spec: Any, load_options: Any) -> bool:
         return self.spec == spec and self.load_options == load_options
@@ -333,9 +276,9 @@ class Scheduler:
         """Slots of model ``name`` no running request holds (lock held); a model not yet
         loaded will have ``num_parallel``."""
         r = self._models.get(name)
-        if r is None or r.model is None:
+        if r is None:
             return self.num_parallel
-        return max(0, r.model.runner.n_slots - len(r.running))
+        return r.worker.free_slots() if r.worker is not None else self.num_parallel
 
     def plan(self, name: str, spec: Any, load_options: Any) -> tuple[Action, str | None]:
         """What ``acquire`` would do next for this request: (action, the model it acts on)."""
@@ -383,7 +326,7 @@ class Scheduler:
                 self._changed.wait()
 
     def _load(self, name: str, spec: Any, load_options: Any, ka: float) -> Lease:
-        r = Resident(name, spec, load_options, ModelState.LOADING, threading.Condition(self._lock))
+        r = Resident(name, spec, load_options, ModelState.LOADING)
         self._models[name] = r
         self._lock.release()
         try:
@@ -396,7 +339,8 @@ class Scheduler:
         self._lock.acquire()
         r.model = model
         r.state = ModelState.READY
-        r.worker = threading.Thread(target=self._work, args=(r,), name=f"kettle-model-{next(self._ids)}", daemon=True)
+        r.worker = Worker(model, self._lock, self._embedder, f"kettle-model-{next(self._ids)}",
+                          admitted=self._unqueue, idle=self._changed.notify_all)
         r.worker.start()
         self._changed.notify_all()
         return self._lease(r, ka, int(model.load_duration))
@@ -409,7 +353,7 @@ class Scheduler:
         return Lease(self, r, ka, load_ns)
 
     def _release(self, lease: Lease) -> None:
-        deliveries: list[tuple[Ticket, Any]] = []
+        deliveries: Deliveries = []
         with self._lock:
             if lease.released:
                 return
@@ -427,9 +371,10 @@ class Scheduler:
                     self._unload(r)
                 elif r.keep_alive > 0:
                     r.expires_at = r.last_used + r.keep_alive
-            r.wake.notify()
+            if r.worker is not None:
+                r.worker.notify()
             self._changed.notify_all()
-        _deliver(deliveries)
+        deliver(deliveries)
 
     def unload(self, name: str) -> bool:
         """Unload ``name`` now if idle, else once its last request ends; False if not loaded."""
@@ -448,7 +393,8 @@ class Scheduler:
         r.state = ModelState.UNLOADED
         if self._models.get(r.name) is r:
             del self._models[r.name]
-        r.wake.notify()
+        if r.worker is not None:
+            r.worker.stop()
         self._changed.notify_all()
 
     def reap(self) -> float | None:
@@ -474,7 +420,7 @@ class Scheduler:
             return [
                 ResidentInfo(r.name, r.spec, r.load_options, r.state,
                              None if r.expires_at is None else max(0.0, r.expires_at - now),
-                             r.keep_alive, r.leases, len(r.running))
+                             r.keep_alive, r.leases, r.running)
                 for r in self._models.values() if r.state is not ModelState.LOADING
             ]
 
@@ -490,133 +436,32 @@ class Scheduler:
         with self._lock:
             if lease.released or lease.resident.state is ModelState.UNLOADED:
                 raise KettleError("the model was unloaded before the request could run")
+            assert lease.resident.worker is not None  # a lease holds a READY model
             lease.tickets.append(ticket)
-            lease.resident.pending.append(ticket)
-            lease.resident.wake.notify()
+            lease.resident.worker.enqueue(ticket)
         return ticket
 
     def _cancel(self, ticket: Ticket) -> None:
-        deliveries: list[tuple[Ticket, Any]] = []
+        deliveries: Deliveries = []
         with self._lock:
             self._cancel_locked(ticket, deliveries)
-        _deliver(deliveries)
+        deliver(deliveries)
 
-    def _cancel_locked(self, t: Ticket, deliveries: list[tuple[Ticket, Any]]) -> None:
-        if t.state in TERMINAL:
-            return
-        t.cancel_event.set()
-        r = t.lease.resident
-        if t.state is RequestState.QUEUED:
-            if t in r.pending:
-                r.pending.remove(t)
-            t.state = RequestState.CANCELLED
-            deliveries.append((t, Cancelled("cancelled before it started")))
-        r.wake.notify()  # a RUNNING one ends at the engine's next step
+    def _cancel_locked(self, t: Ticket, deliveries: Deliveries) -> None:
+        worker = t.lease.resident.worker
+        if worker is not None:
+            worker.cancel(t, deliveries)
+
+    @property
+    def waiting(self) -> int:
+        """Requests that hold no slot yet (waiting for one, or for their model to load)."""
+        return self._queued
 
     def _unqueue(self, lease: Lease) -> None:
         if lease.queued:
             lease.queued = False
             self._queued -= 1
             self._changed.notify_all()
-
-    def _admit(self, r: Resident, engine: EngineLike, deliveries: list[tuple[Ticket, Any]]) -> Ticket | None:
-        """Move queued tickets into free slots, FIFO (lock held). Returns an embedding to run
-        now, if the queue's head is one (admission stops there: it uses a free slot)."""
-        while r.pending:
-            t = r.pending[0]
-            if t.kind is TicketKind.EMBED:
-                if _free_slot(r, engine) is None:
-                    return None
-                r.pending.popleft()
-                t.state = RequestState.RUNNING
-                self._unqueue(t.lease)
-                return t
-            if not engine.has_free_slot:
-                return None
-            r.pending.popleft()
-            try:
-                t.seq = engine.add(t.prompt_ids, t.params, t.cancel_event, t.constraint)
-            except Exception as e:  # noqa: BLE001 - ContextOverflow and the like: this request fails
-                t.state = RequestState.FAILED
-                deliveries.append((t, e))
-                continue
-            t.state = RequestState.RUNNING
-            r.running[id(t.seq)] = t
-            self._unqueue(t.lease)
-        return None
-
-    def _work(self, r: Resident) -> None:
-        """The model's worker thread: admit, step, dispatch, until unloaded and empty."""
-        assert r.model is not None
-        engine = r.model.engine
-        deliveries: list[tuple[Ticket, Any]] = []
-        try:
-            while True:
-                with self._lock:
-                    while r.state is not ModelState.UNLOADED and not engine.active and not r.pending:
-                        r.wake.wait()
-                    if r.state is ModelState.UNLOADED:
-                        self._drop_all(r, engine, deliveries)
-                        break
-                    job = self._admit(r, engine, deliveries)
-                _deliver(deliveries)
-                if job is not None:
-                    self._run_embed(r, engine, job)
-                elif engine.active:
-                    self._step(r, engine)
-        finally:
-            _deliver(deliveries)
-            r.model.close()
-
-    def _run_embed(self, r: Resident, engine: EngineLike, t: Ticket) -> None:
-        slot = _free_slot(r, engine)
-        try:
-            result: Any = self._embedder(r.model, slot, t.texts, t.truncate)
-            state = RequestState.DONE
-        except Exception as e:  # noqa: BLE001 - handed to the request, not swallowed
-            result, state = e, RequestState.FAILED
-        with self._lock:
-            if t.state is not RequestState.RUNNING:
-                return
-            t.state = state
-        _deliver([(t, result)])
-
-    def _step(self, r: Resident, engine: EngineLike) -> None:
-        try:
-            events = engine.step()
-        except Exception as e:  # noqa: BLE001 - the engine failed: fail what it was running
-            with self._lock:
-                failed = list(r.running.values())
-                r.running.clear()
-                for t in failed:
-                    t.state = RequestState.FAILED
-                    engine.release(t.seq)
-            _deliver([(t, e) for t in failed])
-            return
-        deliveries: list[tuple[Ticket, Any]] = []
-        with self._lock:
-            for seq, chunk in events:
-                t = r.running.get(id(seq))
-                if t is None:
-                    continue
-                if chunk.done:
-                    del r.running[id(seq)]
-                    t.state = RequestState.CANCELLED if chunk.done_reason == "cancel" else RequestState.DONE
-                deliveries.append((t, chunk))
-            if not r.running:
-                self._changed.notify_all()
-        _deliver(deliveries)
-
-    def _drop_all(self, r: Resident, engine: EngineLike, deliveries: list[tuple[Ticket, Any]]) -> None:
-        for t in list(r.running.values()):
-            engine.release(t.seq)
-            t.state = RequestState.CANCELLED
-            deliveries.append((t, Cancelled("the model was unloaded")))
-        r.running.clear()
-        while r.pending:
-            t = r.pending.popleft()
-            t.state = RequestState.CANCELLED
-            deliveries.append((t, Cancelled("the model was unloaded")))
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -644,32 +489,13 @@ class Scheduler:
             self._closed = True
             residents = list(self._models.values())
             for r in residents:
-                for t in list(r.running.values()):
-                    t.cancel_event.set()
-                self._unload(r)
+                self._unload(r)  # its worker cancels what runs and ends
             self._changed.notify_all()
         for r in residents:
             if r.worker is not None:
-                r.worker.join(timeout)
+                r.worker.thread.join(timeout)
         if self._reaper is not None:
             self._reaper.join(timeout)
-
-
-def _free_slot(r: Resident, engine: EngineLike) -> int | None:
-    """A KV slot no active sequence uses, or None."""
-    assert r.model is not None
-    used = {seq.slot for seq in engine.active}
-    return next((s for s in range(r.model.runner.n_slots) if s not in used), None)
-
-
-def _deliver(deliveries: list[tuple[Ticket, Any]]) -> None:
-    """Hand events to their sinks; a failing sink (its reader is gone) never stops the worker."""
-    for ticket, event in deliveries:
-        try:
-            ticket.sink(event)
-        except Exception:  # noqa: BLE001
-            log.exception("a request's sink failed")
-    deliveries.clear()
 
 
 def _positive(name: str, value: int | None) -> int:

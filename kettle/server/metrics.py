@@ -97,7 +97,7 @@ class _SchedulerCollector:
         ready = [m for m in sched.loaded() if m.state is ModelState.READY]
         # The scheduler keeps this count under its lock; an int read needs none.
         yield GaugeMetricFamily("kettle_requests_waiting", "requests holding a model lease but no slot yet "
-                                "(waiting for a slot or for the model to load)", value=sched._queued)
+                                "(waiting for a slot or for the model to load)", value=sched.waiting)
         yield GaugeMetricFamily("kettle_models_loaded", "models loaded and ready", value=len(ready))
         in_use = GaugeMetricFamily("kettle_slots_in_use", "engine slots running a sequence", labels=["model"])
         total = GaugeMetricFamily("kettle_slots_total", "engine slots (KETTLE_NUM_PARALLEL per model)",

@@ -17,12 +17,19 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from kettle import __version__
-from kettle.engine.scheduler import EmbedResult, parse_keep_alive
+from kettle.engine.scheduler import parse_keep_alive
+from kettle.engine.worker import EmbedResult
 from kettle.request import embed_ids
 from kettle.server.generation import Kind, Prepared, collect, events, parse_request, prepare
 from kettle.server.state import ServerState
 from kettle.server.streaming import (
-    JSON, NDJSON, EventStream, endpoint, ndjson, read_json, until_disconnect,
+    JSON,
+    NDJSON,
+    EventStream,
+    endpoint,
+    ndjson,
+    read_json,
+    until_disconnect,
 )
 from kettle.server.wire import Fields, RequestError
 

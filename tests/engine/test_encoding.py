@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kettle.api import Model, ModelSpec
-from kettle.engine.scheduler import EmbedResult, Scheduler
+from kettle.engine.scheduler import Scheduler
+from kettle.engine.worker import EmbedResult
 from kettle.errors import CapabilityError
 from kettle.options import parse_options
 from kettle.sampling import SamplingParams

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kettle.engine.scheduler import (
-    FOREVER, MAX_KEEP_ALIVE, Action, EmbedResult, ModelState, Scheduler, parse_keep_alive,
-)
+from kettle.engine.scheduler import FOREVER, MAX_KEEP_ALIVE, Action, ModelState, Scheduler, parse_keep_alive
+from kettle.engine.worker import EmbedResult
 from kettle.errors import Cancelled, ContextOverflow, InvalidParameter, ServerBusy
 
 TIMEOUT = 10.0
