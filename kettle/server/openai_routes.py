@@ -18,6 +18,10 @@ JSON-string arguments. Chat's ``logprobs: true`` / ``top_logprobs`` and completi
 ``logprobs: N`` become the ollama body's ``logprobs`` / ``top_logprobs``; ``n``, ``echo`` and
 ``max_tokens: 0`` (completions) are ``openai_choices``' business. ``echo`` sends the prompt
 ``raw`` (no template), so the echoed text is what the model read and scored.
+``reasoning_effort`` (``none``, ``minimal``, ``low``, ``medium``, ``high``, ``xhigh``; or
+ollama's ``reasoning: {"effort"}``) -> ``think`` (``none`` off, ``minimal`` low, ``xhigh``
+max); a thinking model's thinking comes back as ``reasoning_content`` and ``reasoning`` on
+the message and on stream deltas, and is read back from an assistant message's either.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from kettle.server.wire import Fields, RequestError, bad_value, public_message, 
 FINGERPRINT = "fp_kettle"
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error",
                503: "server_busy"}
+# reasoning_effort -> think: "none" turns thinking off; the others are levels (kettle.thinking.LEVELS)
+REASONING_EFFORT = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "max"}
 MAX_CHOICES = 8  # the most choices (``n``) one request may ask for: each is its own generation
 FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop", "cancel": "stop",
           "shutdown": "stop"}
@@ -133,6 +139,9 @@ def _message(m: Any, i: int) -> dict[str, Any]:
                                    "arguments": openai_arguments(fn.get("arguments"), f"{at}.function.arguments")}})
     if calls:
         out["tool_calls"] = calls
+    reasoning = m.get("reasoning_content", m.get("reasoning"))
+    if isinstance(reasoning, str) and reasoning and role == "assistant":
+        out["thinking"] = reasoning  # an earlier answer's thinking, for templates that show it
     if m.get("tool_call_id"):
         out["tool_call_id"] = m["tool_call_id"]
     if m.get("name") and role == "tool":
@@ -180,6 +189,20 @@ def _check_common(f: Fields, chat: bool = True) -> None:
     check_metadata(f.obj.get("metadata"))
 
 
+def _think(f: Fields) -> dict[str, Any]:
+    """``reasoning_effort`` (or ollama's ``reasoning: {"effort"}``) as the ollama body's ``think``."""
+    effort = f.obj.get("reasoning_effort")
+    name = "reasoning_effort"
+    if effort is None:
+        reasoning = f.object("reasoning")
+        effort, name = (reasoning or {}).get("effort"), "reasoning.effort"
+    if effort is None:
+        return {}
+    if effort not in REASONING_EFFORT:
+        raise bad_value(name, " or ".join(map(repr, REASONING_EFFORT)), effort)
+    return {"think": REASONING_EFFORT[effort]}
+
+
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """A ``/v1/chat/completions`` body as an ``/api/chat`` body."""
     f = Fields(body)
@@ -187,7 +210,7 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     if not messages:
         raise RequestError("messages is required")
     _check_common(f)
-    return {
+    return {**_think(f),
         "model": f.required_str("model"), "messages": [_message(m, i) for i, m in enumerate(messages)],
         "stream": bool(f.bool("stream", False)), "options": _options(f), "format": _format(f),
         "tools": f.list("tools"), "tool_choice": f.obj.get("tool_choice"), **_logprobs(f, chat=True),
@@ -251,8 +274,16 @@ def _finish(obj: dict[str, Any]) -> str | None:
     return FINISH.get(obj.get("done_reason") or "stop", "stop")
 
 
+def _reasoning(message: dict[str, Any], out: dict[str, Any]) -> None:
+    """A thinking model's thinking as ``reasoning_content`` (llama-server's and DeepSeek's name)
+    and ``reasoning`` (ollama's), which different clients read."""
+    if message.get("thinking"):
+        out["reasoning_content"] = out["reasoning"] = message["thinking"]
+
+
 def chat_response(obj: dict[str, Any], cid: str, created: int) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": obj["message"]["content"]}
+    _reasoning(obj["message"], message)
     if obj["message"].get("tool_calls"):
         message["tool_calls"] = _tool_calls(obj["message"]["tool_calls"])
     return {"id": cid, "object": "chat.completion", "created": created, "model": obj["model"],
@@ -272,6 +303,7 @@ def combined(outs: list[dict[str, Any]], finals: list[dict[str, Any]]) -> dict[s
 def chat_chunk(obj: dict[str, Any], cid: str, created: int, first: bool) -> dict[str, Any]:
     delta: dict[str, Any] = {"role": "assistant"} if first else {}
     delta["content"] = obj["message"]["content"]
+    _reasoning(obj["message"], delta)
     if obj["message"].get("tool_calls"):
         delta["tool_calls"] = _tool_calls(obj["message"]["tool_calls"])
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": obj["model"],

@@ -270,35 +270,59 @@ async def _stream(objects: AsyncGenerator[dict[str, Any], None], p: Any, rid: st
                   body: dict[str, Any], finish: Any) -> AsyncGenerator[bytes, None]:
     ev = _Events()
     text: list[str] = []
+    thoughts: list[str] = []
     message = _message_item("", "in_progress")
+    reasoning = _reasoning_item("")  # output item 0 when the model thinks (its thinking comes first)
+    output: list[dict[str, Any]] = []
+
+    def end_reasoning() -> list[bytes]:
+        """Close the reasoning item, once, when the answer moves on from thinking."""
+        if not thoughts or output:
+            return []
+        whole = "".join(thoughts)
+        item = {**reasoning, "content": [{"type": "reasoning_text", "text": whole}]}
+        output.append(item)
+        return [ev("response.reasoning_text.done", {"item_id": reasoning["id"], "output_index": 0,
+                                                    "content_index": 0, "text": whole}),
+                ev("response.output_item.done", {"output_index": 0, "item": item})]
+
     try:
         start = response_object(rid, created, body, None, [], 0)
         yield ev("response.created", {"response": start})
         yield ev("response.in_progress", {"response": start})
         async for obj in objects:
+            thinking = obj["message"].get("thinking") or ""
+            if thinking and not text:
+                if not thoughts:
+                    yield ev("response.output_item.added", {"output_index": 0, "item": reasoning})
+                thoughts.append(thinking)
+                yield ev("response.reasoning_text.delta", {"item_id": reasoning["id"], "output_index": 0,
+                                                           "content_index": 0, "delta": thinking})
             piece = obj["message"].get("content") or ""
+            at = 1 if thoughts else 0  # the message's output index
             if piece:
                 if not text:
-                    yield ev("response.output_item.added", {"output_index": 0, "item": message})
-                    yield ev("response.content_part.added", {"item_id": message["id"], "output_index": 0,
+                    for event in end_reasoning():
+                        yield event
+                    yield ev("response.output_item.added", {"output_index": at, "item": message})
+                    yield ev("response.content_part.added", {"item_id": message["id"], "output_index": at,
                                                              "content_index": 0, "part": message["content"][0]})
                 text.append(piece)
-                yield ev("response.output_text.delta", {"item_id": message["id"], "output_index": 0,
+                yield ev("response.output_text.delta", {"item_id": message["id"], "output_index": at,
                                                         "content_index": 0, "delta": piece, "logprobs": []})
             if not obj.get("done"):
                 continue
-            output: list[dict[str, Any]] = []
-            if obj["message"].get("thinking"):
-                output.append(_reasoning_item(obj["message"]["thinking"]))
+            for event in end_reasoning():
+                yield event
             if text:
                 whole = "".join(text)
                 done_item = {**message, "status": "completed",
                              "content": [{**message["content"][0], "text": whole}]}
-                yield ev("response.output_text.done", {"item_id": message["id"], "output_index": 0,
+                yield ev("response.output_text.done", {"item_id": message["id"], "output_index": at,
                                                        "content_index": 0, "text": whole, "logprobs": []})
-                yield ev("response.content_part.done", {"item_id": message["id"], "output_index": 0,
+                yield ev("response.content_part.done", {"item_id": message["id"], "output_index": at,
                                                         "content_index": 0, "part": done_item["content"][0]})
-                yield ev("response.output_item.done", {"output_index": 0, "item": done_item})
+                yield ev("response.output_item.done", {"output_index": at, "item": done_item})
                 output.append(done_item)
             for call in obj["message"].get("tool_calls") or []:
                 index, item = len(output), _call_item(call)
@@ -310,8 +334,8 @@ async def _stream(objects: AsyncGenerator[dict[str, Any], None], p: Any, rid: st
                                                                    "name": item["name"], "arguments": item["arguments"]})
                 yield ev("response.output_item.done", {"output_index": index, "item": item})
                 output.append(item)
-            if not output:
-                output.append(_message_item(""))
+            if not text and not obj["message"].get("tool_calls"):
+                output.append(_message_item(""))  # an answer always has a message, if empty
             final = finish(obj, output)
             name = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
             yield ev(name, {"response": final})

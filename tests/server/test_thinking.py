@@ -98,3 +98,51 @@ def test_a_model_that_cannot_think_refuses(server: Server, client: ollama.Client
     assert r.message.content and r.message.thinking is None
     r = httpx.post(f"{server.url}/api/chat", json={"model": THINKER, "messages": [], "think": "hardest"}, timeout=60)
     assert r.status_code == 400 and "think" in r.json()["error"]
+
+
+def test_openai_reasoning_effort_and_reasoning_content(server: Server, client: ollama.Client) -> None:
+    import openai
+
+    oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    thinking = _raw(client, _prompt(True)).lstrip()
+    messages = [{"role": "user", "content": QUESTION}]
+    kw = {"model": THINKER, "messages": messages, "temperature": 0, "max_tokens": OPTIONS["num_predict"]}
+    r = oa.chat.completions.create(reasoning_effort="medium", **kw)
+    message = r.choices[0].message
+    assert message.model_extra["reasoning_content"] == thinking and message.content == ""
+    deltas = [c.choices[0].delta for c in oa.chat.completions.create(reasoning_effort="medium", stream=True, **kw)
+              if c.choices]
+    assert "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas) == thinking
+    off = oa.chat.completions.create(reasoning_effort="none", **kw).choices[0].message
+    assert off.content == _raw(client, _prompt(False)) and "reasoning_content" not in (off.model_extra or {})
+    with pytest.raises(openai.BadRequestError) as e:
+        oa.chat.completions.create(reasoning_effort="extreme", **kw)
+    assert "reasoning_effort" in str(e.value)
+
+
+def test_responses_api_reasoning_items(server: Server, client: ollama.Client) -> None:
+    import openai
+
+    oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    thinking = _raw(client, _prompt(True)).lstrip()
+    kw = {"model": THINKER, "input": QUESTION, "temperature": 0, "max_output_tokens": OPTIONS["num_predict"],
+          "reasoning": {"effort": "medium"}}
+    r = oa.responses.create(**kw)
+    assert r.output[0].type == "reasoning" and r.output[0].content[0].text == thinking
+    events = list(oa.responses.create(stream=True, **kw))
+    assert "".join(e.delta for e in events if e.type == "response.reasoning_text.delta") == thinking
+    done = events[-1].response
+    assert done.output[0].type == "reasoning" and done.output[0].content[0].text == thinking
+
+
+def test_anthropic_thinking_blocks(server: Server, client: ollama.Client) -> None:
+    import anthropic
+
+    an = anthropic.Anthropic(base_url=server.url, api_key="unused")
+    thinking = _raw(client, _prompt(True)).lstrip()
+    kw = {"model": THINKER, "max_tokens": OPTIONS["num_predict"], "messages": [{"role": "user", "content": QUESTION}],
+          "extra_body": {"temperature": 0}}
+    r = an.messages.create(thinking={"type": "enabled", "budget_tokens": 1024}, **kw)
+    assert r.content[0].type == "thinking" and r.content[0].thinking == thinking
+    off = an.messages.create(thinking={"type": "disabled"}, **kw)
+    assert [b.type for b in off.content] == ["text"] and off.content[0].text == _raw(client, _prompt(False))
