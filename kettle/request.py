@@ -28,6 +28,8 @@ What a request may say, as ollama's ``/api/generate`` and ``/api/chat`` define i
   ``enable_thinking``); a model whose template cannot think refuses ``think: true``
   (``CapabilityError``) and a thinking model thinks unless told not to. ``Prompt.splitter()``
   then separates the answer's thinking from its content (``kettle.thinking``).
+* ``shift``: when the answer fills the context window, shift it (keep ``num_keep`` tokens,
+  leave out half of the rest; ``SamplingParams.shift``), else stop with ``"length"``.
 * ``options``: ollama's option names over the model's PARAMETERs (``stop`` defaults to the
   template's stop words); ``format``: ``"json"`` or a JSON schema, compiled to a constraint
   factory (``InvalidParameter`` naming the first bad ``pattern``).
@@ -41,6 +43,7 @@ to status codes.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +82,7 @@ class PromptRequest:
     tools: Sequence[Mapping[str, Any]] | None = None  # chat: function schemas for the template
     tool_choice: Any = None  # chat: "auto" (None), "none", "required" or a named function (kettle.toolcalls)
     truncate: bool = True  # chat: leave out old turns that do not fit (else ContextOverflow)
+    shift: bool = True  # shift the context window when the answer fills it (else done_reason "length")
     reserve: int = 0  # chat: tokens kept free for the answer when truncating
     images: int = 0  # how many images came with the request: any is refused
     options: Mapping[str, Any] | None = None
@@ -149,6 +153,8 @@ def build_prompt(prompts: PromptBuilder, n_ctx: int, req: PromptRequest,
     if len(ids) >= n_ctx:
         raise ContextOverflow(len(ids) + 1, n_ctx)
     params = sampling_params(prompts, req.options, stops, loaded)
+    if not req.shift:
+        params = dataclasses.replace(params, shift=False)
     tail = prompts.tokenizer.decode(ids[-TAIL_TOKENS:]) if style is not None else ""
     constraint = tool_constraint(prompts, tools, choice, req.format) or constraint_factory(prompts, req.format)
     return Prompt(ids, params, tuple(stops), constraint, dropped,

@@ -45,6 +45,7 @@ class Stats:
     eval_duration: int = 0
     draft_count: int = 0  # tokens proposed by speculative decoding
     draft_accepted: int = 0  # of those, the ones the sampler chose (each saved a step)
+    shift_count: int = 0  # context shifts made room for more of the answer (SamplingParams.shift)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -112,6 +113,7 @@ class Sequence:
         self.fed_chars = 0
         self.emitted_chars = 0
         self.prompt_logprobs: list[TokenLogprob | None] | None = [None] if params.prompt_logprobs else None
+        self.shifting = False  # re-evaluating the tokens kept by a context shift (not prompt work)
 
 
 class BatchEngine:
@@ -216,6 +218,9 @@ class BatchEngine:
         logits = self.runner.forward(tokens, positions, slots, outputs=outputs)
         elapsed = time.perf_counter_ns() - t0
         for seq, n, _ in prefilled:
+            if seq.shifting:  # part of generating, not of reading the prompt
+                seq.stats.eval_duration += elapsed
+                continue
             seq.stats.prompt_eval_count += n
             seq.stats.prompt_eval_duration += elapsed
         # Rows in the order of ``outputs``: the decoding sequences', their drafts', then per
@@ -232,7 +237,10 @@ class BatchEngine:
                 self._score_prompt(seq, [next(rows) for _ in range(scored)])
             if seq.pending:
                 continue
-            seq.t_first = time.perf_counter_ns()
+            if seq.shifting:
+                seq.shifting = False
+            else:
+                seq.t_first = time.perf_counter_ns()
             chunk = self._advance(seq, next(rows))
             if chunk is not None:
                 events.append((seq, chunk))
@@ -309,10 +317,35 @@ class BatchEngine:
             return self._finish(seq, "stop", text, [token])
         if len(seq.generated) >= seq.limit:
             return self._finish(seq, "length", text, [token])
-        if int(self.runner.cache.lengths[seq.slot]) + 1 >= self.runner.n_ctx:
+        if int(self.runner.cache.lengths[seq.slot]) + 1 >= self.runner.n_ctx and not self._shift(seq, token):
             return self._finish(seq, "length", text, [token])
-        seq.next_token = token
+        if not seq.shifting:
+            seq.next_token = token
         return Chunk(text, [token], logprobs=self._logprobs(seq, text)) if text else None
+
+    def _shift(self, seq: Sequence, token: int) -> bool:
+        """Make room in a full context window for ``token`` and what follows (``params.shift``):
+        keep the first ``num_keep`` tokens (-1: the whole prompt; a leading BOS always), leave
+        out half of the rest, oldest first, as ollama does, and queue the kept tail with
+        ``token`` to be evaluated again at its new positions. False when it cannot (shift off,
+        prompt scores wanted, or nothing left to leave out)."""
+        if not seq.params.shift or seq.prompt_logprobs is not None:
+            return False
+        cache = self.runner.cache
+        held = list(cache.tokens[seq.slot])
+        keep = len(seq.prompt_ids) if seq.params.num_keep < 0 else seq.params.num_keep
+        if held and held[0] == self.tokenizer.bos_id:
+            keep = max(keep, 1)
+        keep = min(keep, len(held))
+        discard = (len(held) - keep) // 2
+        if discard < 1:
+            return False
+        cache.truncate(seq.slot, keep)
+        seq.pending = held[keep + discard:] + [token]
+        seq.next_token = None
+        seq.shifting = True
+        seq.stats.shift_count += 1
+        return True
 
     @staticmethod
     def _logprobs(seq: Sequence, text: str, last: bool = False) -> list[TokenLogprob] | None:

@@ -128,6 +128,13 @@ class SamplingParams:
     alternatives (0..20) in the distribution the sampler drew from (see
     :mod:`kettle.sampling.logprobs`); None (default) records nothing and costs nothing."""
 
+    shift: bool = True
+    """When the context window fills during generation, shift it (ollama's ``shift``, on by
+    default): keep the first ``num_keep`` tokens, leave out half of the rest (the oldest) and
+    go on; False ends the answer with ``done_reason: "length"`` instead. The kept tokens are
+    evaluated again at their new positions, so what follows is exactly what a prompt of the
+    shifted tokens would give (llama.cpp instead re-rotates the cached keys)."""
+
     prompt_logprobs: bool = False
     """Also record the prompt tokens' log probabilities (each from the raw logits of the position
     before it, with ``logprobs`` alternatives); the whole prompt is evaluated again (no cache

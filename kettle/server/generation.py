@@ -71,6 +71,7 @@ class Request:
     truncate: bool = True
     logprobs: int | None = None  # ``logprobs: true``: the alternatives per token (``top_logprobs``, 0..20)
     think: Think | None = None  # None: not set (a thinking model thinks)
+    shift: bool = True  # shift the context window when the answer fills it (ollama's ``shift``)
 
     @property
     def load_only(self) -> LoadOnly | None:
@@ -93,6 +94,7 @@ def parse_request(body: dict[str, Any], kind: Kind, max_prompt: int) -> Request:
         kind=kind, model=f.required_str("model"), options=f.object("options"),
         keep_alive=None if ka is None else parse_keep_alive(ka), fmt=fmt, stream=bool(f.bool("stream", True)),
         truncate=bool(f.bool("truncate", True)), think=parse_think(body.get("think")),
+        shift=bool(f.bool("shift", True)),
     )
     top = f.int("top_logprobs")
     if top is not None:
@@ -154,7 +156,8 @@ def prompt_request(req: Request) -> PromptRequest:
     return PromptRequest(
         req.kind, prompt=req.prompt, suffix=req.suffix, system=req.system, template=req.template,
         context=req.context, raw=req.raw, messages=req.messages, tools=req.tools, tool_choice=req.tool_choice,
-        truncate=req.truncate, options=req.options, format=req.fmt, think=req.think, model=req.model,
+        truncate=req.truncate, shift=req.shift, options=req.options, format=req.fmt, think=req.think,
+        model=req.model,
     )
 
 
