@@ -290,9 +290,12 @@ class _Block:
         self.wo, self.bo = w[p + "attn_output.weight"], w.get(p + "attn_output.bias")
         self.q_norm = w.get(p + "attn_q_norm.weight")
         self.k_norm = w.get(p + "attn_k_norm.weight")
-        self.post_attn_norm = w.get(p + "post_attention_norm.weight")
+        post = cfg.post_norms  # the architecture declares POST_NORMS (required) exactly when it sets this
+        if not post and any(w.get(p + n) is not None for n in ("post_attention_norm.weight", "post_ffw_norm.weight")):
+            raise WeightError(f"{p}post-norm weights are bound but {cfg.arch} has post_norms off")
+        self.post_attn_norm = w[p + "post_attention_norm.weight"] if post else None  # (n_embd,)
         self.ffn_norm, self.ffn_norm_b = w.get(p + "ffn_norm.weight"), w.get(p + "ffn_norm.bias")
-        self.post_ffn_norm = w.get(p + "post_ffw_norm.weight")
+        self.post_ffn_norm = w[p + "post_ffw_norm.weight"] if post else None  # (n_embd,)
         self.act = silu_mul if cfg.activation == Activation.SILU else gelu_tanh_mul
         if cfg.feed_forward is FeedForward.EXPERTS:
             from kettle.models.moe import MoEFeedForward
