@@ -17,8 +17,9 @@ Mapping (as ollama's Anthropic compatibility layer does it):
   -> ``stop``; ``thinking`` ``enabled`` / ``adaptive`` -> ``think: true``, ``disabled`` ->
   ``think: false``; ``output_config.format`` (a JSON schema) -> ``format``.
 * ``tools`` (``name``, ``description``, ``input_schema``) -> function tools;
-  ``tool_choice`` ``auto`` (default) keeps them, ``none`` hides them, ``any`` / ``tool``
-  (a forced call) is refused by name.
+  ``tool_choice`` ``auto`` (default) keeps them, ``none`` hides them, ``any`` forces a call
+  to one of them and ``tool`` (with ``name``) to that one (OpenAI's ``required`` and named
+  function: decoding is constrained, ``kettle.toolcalls``).
 * The answer: ``content`` blocks (``thinking``, ``text``, ``tool_use`` with ``toolu_`` ids),
   ``stop_reason`` ``end_turn`` / ``max_tokens`` / ``tool_use``, ``usage`` with
   ``input_tokens`` (the whole prompt, the cached prefix included),
@@ -134,16 +135,23 @@ def _messages(m: Any, i: int) -> list[dict[str, Any]]:
     return out
 
 
-def _tools(f: Fields) -> list[dict[str, Any]] | None:
-    tools = f.list("tools")
+def _tool_choice(f: Fields) -> Any:
+    """Anthropic's ``tool_choice`` as OpenAI's (``kettle.toolcalls`` reads it)."""
     choice = f.object("tool_choice") or {"type": "auto"}
     kind = choice.get("type")
     if kind not in ("auto", "none", "any", "tool"):
         raise bad_value("tool_choice.type", "'auto', 'none', 'any' or 'tool'", kind)
-    if kind in ("any", "tool"):
-        raise RequestError(f"unsupported value for 'tool_choice': a forced tool call ({kind!r}) is not "
-                           "supported; send 'auto' or 'none'", field="tool_choice")
-    if not tools or kind == "none":
+    if kind == "tool":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise bad_value("tool_choice.name", "the name of one of the tools", name)
+        return {"type": "function", "function": {"name": name}}
+    return {"auto": "auto", "none": "none", "any": "required"}[kind]
+
+
+def _tools(f: Fields) -> list[dict[str, Any]] | None:
+    tools = f.list("tools")
+    if not tools or _tool_choice(f) == "none":
         return None
     out = []
     for i, tool in enumerate(tools):
@@ -197,7 +205,7 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
         think = THINKING[kind]
     f.object("metadata")
     out = {"model": f.required_str("model"), "messages": messages, "stream": bool(f.bool("stream", False)),
-           "options": options, "tools": _tools(f), "format": _format(f)}
+           "options": options, "tools": _tools(f), "tool_choice": _tool_choice(f), "format": _format(f)}
     if think is not None:
         out["think"] = think
     return out

@@ -126,7 +126,7 @@ def test_blocks_become_ollama_messages() -> None:
     ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": [{"type": "tool_use", "name": "f"}]}]}, "messages[0].content[0].type"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-    ({"tool_choice": {"type": "any"}}, "tool_choice"),
+    ({"tool_choice": {"type": "tool"}}, "tool_choice.name"),
     ({"thinking": {"type": "sometimes"}}, "thinking.type"),
 ])
 def test_bad_bodies_name_the_field(change: dict, field: str) -> None:
@@ -134,6 +134,30 @@ def test_bad_bodies_name_the_field(change: dict, field: str) -> None:
     with pytest.raises(RequestError) as e:
         messages_request(body)
     assert e.value.field == field
+
+
+ADD = {"name": "add", "description": "Add two integers.",
+       "input_schema": {"type": "object", "required": ["a", "b"],
+                        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("choice", [{"type": "tool", "name": "add"}, {"type": "any"}])
+def test_a_forced_tool_call_is_a_valid_tool_use(sdk: anthropic.Anthropic, choice: dict) -> None:
+    r = sdk.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                            tools=[ADD], tool_choice=choice, extra_body=GREEDY)
+    uses = [b for b in r.content if b.type == "tool_use"]
+    assert r.stop_reason == "tool_use" and len(uses) == 1 and uses[0].name == "add"
+    jsonschema.validate(uses[0].input, ADD["input_schema"])
+
+
+def test_tool_choice_maps_to_openais() -> None:
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    for choice, want in (({"type": "any"}, "required"), ({"type": "auto"}, "auto"),
+                         ({"type": "tool", "name": "f"}, {"type": "function", "function": {"name": "f"}})):
+        body = messages_request({"model": "m", "max_tokens": 5, "messages": CHAT, "tools": tools,
+                                 "tool_choice": choice})
+        assert body["tool_choice"] == want and body["tools"]
 
 
 def test_tool_choice_none_hides_the_tools() -> None:
