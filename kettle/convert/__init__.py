@@ -33,7 +33,9 @@ ARCHITECTURES: dict[str, str] = {
     "MistralForCausalLM": "kettle.convert.llama",
     "Qwen2ForCausalLM": "kettle.convert.qwen2",
     "Qwen3ForCausalLM": "kettle.convert.qwen3",
+    "Gemma2ForCausalLM": "kettle.convert.gemma2",
     "Gemma3ForCausalLM": "kettle.convert.gemma3",
+    "Phi3ForCausalLM": "kettle.convert.phi3",
 }
 
 

@@ -101,9 +101,10 @@ def gemma3_config(n_vocab: int) -> dict[str, Any]:
     }
 
 
-def gemma3_weights(cfg: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
+def gemma3_weights(cfg: dict[str, Any], seed: int = 0, qk_norm: bool = True) -> dict[str, np.ndarray]:
+    """Gemma 3's tensors (``qk_norm=False``: Gemma 2's, the same block without the q/k norms)."""
     rng = np.random.default_rng(seed)
-    hd = GEMMA3_HEAD_DIM
+    hd = cfg["head_dim"]
 
     def mat(rows: int, cols: int) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
@@ -112,15 +113,16 @@ def gemma3_weights(cfg: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
         return (0.1 * rng.standard_normal(n)).astype(np.float32)
 
     w = {"model.embed_tokens.weight": mat(cfg["vocab_size"], N_EMBD), "model.norm.weight": norm(N_EMBD)}
-    for i in range(GEMMA3_LAYERS):
+    for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         w[p + "input_layernorm.weight"] = norm(N_EMBD)
         w[p + "self_attn.q_proj.weight"] = mat(N_HEAD * hd, N_EMBD)
         w[p + "self_attn.k_proj.weight"] = mat(N_KV * hd, N_EMBD)
         w[p + "self_attn.v_proj.weight"] = mat(N_KV * hd, N_EMBD)
         w[p + "self_attn.o_proj.weight"] = mat(N_EMBD, N_HEAD * hd)
-        w[p + "self_attn.q_norm.weight"] = norm(hd)
-        w[p + "self_attn.k_norm.weight"] = norm(hd)
+        if qk_norm:
+            w[p + "self_attn.q_norm.weight"] = norm(hd)
+            w[p + "self_attn.k_norm.weight"] = norm(hd)
         w[p + "post_attention_layernorm.weight"] = norm(N_EMBD)
         w[p + "pre_feedforward_layernorm.weight"] = norm(N_EMBD)
         w[p + "post_feedforward_layernorm.weight"] = norm(N_EMBD)
@@ -139,21 +141,118 @@ def spm_pieces() -> list[tuple[str, float, int]]:
                     strict=True))
 
 
+GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n"
+                  "{{ m['content'] }}<end_of_turn>\n{% endfor %}")
+PHI3_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}<|assistant|>\n"
+
+
+def write_spm_files(folder: Path, template: str) -> None:
+    """tokenizer.model (``spm_pieces``) and a tokenizer_config.json with the special tokens and ``template``."""
+    from kettle.convert.spm import write_model_proto
+
+    (folder / "tokenizer.model").write_bytes(write_model_proto(spm_pieces()))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+        "chat_template": template}))
+
+
 def write_gemma3_checkpoint(folder: Path) -> Path:
     from safetensors.numpy import save_file
 
-    from kettle.convert.spm import write_model_proto
-
     folder.mkdir(parents=True, exist_ok=True)
-    pieces = spm_pieces()
-    cfg = gemma3_config(len(pieces))
+    cfg = gemma3_config(len(spm_pieces()))
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
     save_file(gemma3_weights(cfg), str(folder / "model.safetensors"))
-    (folder / "tokenizer.model").write_bytes(write_model_proto(pieces))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
-        "chat_template": "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n"
-                         "{{ m['content'] }}<end_of_turn>\n{% endfor %}"}))
+    write_spm_files(folder, GEMMA_TEMPLATE)
+    return folder
+
+
+# Gemma 2: layers 0 and 2 slide over 4 positions, 1 and 3 attend globally; soft-caps small enough to bite
+GEMMA2_LAYERS, GEMMA2_ATTN_CAP, GEMMA2_FINAL_CAP = 4, 2.0, 3.0
+
+
+def gemma2_config(n_vocab: int) -> dict[str, Any]:
+    return {
+        **gemma3_config(n_vocab), "architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+        "num_hidden_layers": GEMMA2_LAYERS, "rope_theta": 10000.0, "attn_logit_softcapping": GEMMA2_ATTN_CAP,
+        "final_logit_softcapping": GEMMA2_FINAL_CAP, "rope_local_base_freq": None,
+    }
+
+
+def write_gemma2_checkpoint(folder: Path) -> Path:
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {k: v for k, v in gemma2_config(len(spm_pieces())).items() if v is not None}
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    save_file(gemma3_weights(cfg, seed=2, qk_norm=False), str(folder / "model.safetensors"))
+    write_spm_files(folder, GEMMA_TEMPLATE)
+    return folder
+
+
+# Phi-3: "phi3" as Phi-3-mini (SentencePiece, lm_head, plain rope, a window longer than the test),
+# "phi4" as Phi-4-mini (GPT2Tokenizer BPE, tied, half of each head rotated, LongRoPE past an original
+# context of 16 < len(IDS), so transformers and kettle both take the long factors)
+PHI3_WINDOW, PHI4_ORIG_CTX = 64, 16
+PHI4_LONG, PHI4_SHORT = [1.0, 1.7, 3.1, 5.3], [1.0, 1.05, 1.2, 1.4]
+
+
+def phi3_config(variant: str, n_vocab: int) -> dict[str, Any]:
+    cfg = {
+        "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": N_EMBD,
+        "num_attention_heads": N_HEAD, "num_key_value_heads": N_KV, "intermediate_size": N_FF,
+        "num_hidden_layers": N_LAYER, "vocab_size": n_vocab, "hidden_act": "silu", "max_position_embeddings": 256,
+        "original_max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "sliding_window": PHI3_WINDOW, "tie_word_embeddings": False, "torch_dtype": "float32",
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+    }
+    if variant == "phi4":
+        cfg.update({"tie_word_embeddings": True, "partial_rotary_factor": 0.5, "sliding_window": None,
+                    "original_max_position_embeddings": PHI4_ORIG_CTX, "rope_theta": 250000.0,
+                    "rope_scaling": {"type": "longrope", "long_factor": PHI4_LONG, "short_factor": PHI4_SHORT},
+                    "bos_token_id": 317, "eos_token_id": 317, "pad_token_id": 317})
+    return cfg
+
+
+def phi3_weights(cfg: dict[str, Any], seed: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hd = N_EMBD // N_HEAD
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    def norm(n: int) -> np.ndarray:
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    w = {"model.embed_tokens.weight": mat(cfg["vocab_size"], N_EMBD), "model.norm.weight": norm(N_EMBD)}
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = mat(cfg["vocab_size"], N_EMBD)
+    for i in range(N_LAYER):
+        p = f"model.layers.{i}."
+        w[p + "input_layernorm.weight"] = norm(N_EMBD)
+        w[p + "self_attn.qkv_proj.weight"] = mat((N_HEAD + 2 * N_KV) * hd, N_EMBD)
+        w[p + "self_attn.o_proj.weight"] = mat(N_EMBD, N_HEAD * hd)
+        w[p + "post_attention_layernorm.weight"] = norm(N_EMBD)
+        w[p + "mlp.gate_up_proj.weight"] = mat(2 * N_FF, N_EMBD)
+        w[p + "mlp.down_proj.weight"] = mat(N_EMBD, N_FF)
+    return w
+
+
+def write_phi3_checkpoint(folder: Path, variant: str = "phi3") -> Path:
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if variant == "phi4":
+        for f in (HERE / "qwen2").iterdir():
+            shutil.copy(f, folder / f.name)
+        tok_cfg = json.loads((folder / "tokenizer_config.json").read_text())
+        (folder / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "tokenizer_class": "GPT2Tokenizer"}))
+        cfg = phi3_config(variant, n_vocab("qwen2"))
+    else:
+        write_spm_files(folder, PHI3_TEMPLATE)
+        cfg = phi3_config(variant, len(spm_pieces()))
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}, indent=1))
+    save_file(phi3_weights(cfg), str(folder / "model.safetensors"))
     return folder
 
 

@@ -4,9 +4,10 @@
    ``decoders/`` with the ``tokenizers`` package (Llama 3's and Qwen2's
    pre-tokenizer regexes, their special tokens, a chat template);
 2. writes each family's checkpoint (``decoder_case.py``) and records
-   transformers' logits on ``IDS`` and the Hugging Face tokenizer's ids of
-   ``TEXTS`` in ``decoders/reference.npz``.
-Needs torch and transformers (the suite does not).
+   transformers' logits on ``IDS`` (the SentencePiece cases: ``GEMMA3_IDS``)
+   and the Hugging Face tokenizer's ids of ``TEXTS`` in ``decoders/reference.npz``.
+``--only gemma2 phi3 ...`` remakes those cases' entries and keeps the others
+as they are. Needs torch and transformers (the suite does not).
 """
 
 from __future__ import annotations
@@ -26,8 +27,18 @@ from tests.convert.decoder_case import (
     REFERENCE,
     TEXTS,
     write_checkpoint,
+    write_gemma2_checkpoint,
     write_gemma3_checkpoint,
+    write_phi3_checkpoint,
 )
+
+# the cases with their own builders: name -> (write the folder, the ids, record the BPE tokenizer's ids)
+CASES = {
+    "gemma3": (write_gemma3_checkpoint, GEMMA3_IDS, False),
+    "gemma2": (write_gemma2_checkpoint, GEMMA3_IDS, False),
+    "phi3": (lambda folder: write_phi3_checkpoint(folder, "phi3"), GEMMA3_IDS, False),
+    "phi4": (lambda folder: write_phi3_checkpoint(folder, "phi4"), IDS, True),
+}
 
 REGEX = {
     "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
@@ -73,30 +84,46 @@ def train_tokenizers() -> None:
         (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=1))
 
 
-def reference() -> None:
+def _logits(folder: Path, ids: list[int]) -> np.ndarray:
     import torch
     import transformers
+
+    # eager attention: transformers' only one with Gemma 2's soft-capping
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy().astype(np.float32)
+
+
+def _tokenizer_ids(folder: Path, name: str, out: dict[str, np.ndarray]) -> None:
     from tokenizers import Tokenizer
 
-    out = {"ids": np.array(IDS, dtype=np.int64)}
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for i, text in enumerate(TEXTS):
+        out[f"{name}/text{i}"] = np.array(tok.encode(text).ids, dtype=np.int64)
+
+
+def reference(only: list[str] | None = None) -> None:
+    import transformers
+
+    out = dict(np.load(REFERENCE)) if only and REFERENCE.exists() else {}
+    out["ids"] = np.array(IDS, dtype=np.int64)
     with tempfile.TemporaryDirectory() as d:
         for family in FAMILIES:
+            if only and family not in only:
+                continue
             folder = write_checkpoint(Path(d) / family, family)
-            model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-            model.eval()
-            with torch.no_grad():
-                logits = model(torch.tensor([IDS])).logits[0].numpy()
-            out[f"{family}/logits"] = logits.astype(np.float32)
-            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            for i, text in enumerate(TEXTS):
-                out[f"{family}/text{i}"] = np.array(tok.encode(text).ids, dtype=np.int64)
-            print(family, logits.shape, transformers.__version__)
-        folder = write_gemma3_checkpoint(Path(d) / "gemma3")
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        model.eval()
-        with torch.no_grad():
-            out["gemma3/logits"] = model(torch.tensor([GEMMA3_IDS])).logits[0].numpy().astype(np.float32)
-        print("gemma3", out["gemma3/logits"].shape)
+            out[f"{family}/logits"] = _logits(folder, IDS)
+            _tokenizer_ids(folder, family, out)
+            print(family, out[f"{family}/logits"].shape, transformers.__version__)
+        for name, (write, ids, bpe) in CASES.items():
+            if only and name not in only:
+                continue
+            folder = write(Path(d) / name)
+            out[f"{name}/logits"] = _logits(folder, ids)
+            if bpe:
+                _tokenizer_ids(folder, name, out)
+            print(name, out[f"{name}/logits"].shape, transformers.__version__)
     np.savez_compressed(REFERENCE, **out)
     print(f"wrote {REFERENCE}")
 
@@ -104,7 +131,8 @@ def reference() -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizers", action="store_true", help="retrain the tokenizers first")
+    ap.add_argument("--only", nargs="+", choices=[*FAMILIES, *CASES], help="remake only these cases' entries")
     args = ap.parse_args()
     if args.tokenizers or not (HERE / "llama3" / "tokenizer.json").exists():
         train_tokenizers()
-    reference()
+    reference(args.only)

@@ -26,6 +26,12 @@ from tests.convert.decoder_case import FAMILIES, IDS, REFERENCE, TEXTS, write_ch
 REF = np.load(REFERENCE)
 
 
+@pytest.fixture(autouse=True)
+def _f32_kv_cache(monkeypatch):
+    """The tolerances below are for an f32 KV cache, whatever the default becomes."""
+    monkeypatch.setenv("KETTLE_KV_CACHE_TYPE", "f32")
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
