@@ -49,7 +49,7 @@ from kettle.server.ollama_routes import prepared
 from kettle.server.openai_routes import openai_error
 from kettle.server.streaming import JSON, SSE, EventStream, endpoint, log_unexpected, read_json, until_disconnect
 from kettle.server.tools import openai_arguments
-from kettle.server.wire import Fields, RequestError, bad_value, status_of
+from kettle.server.wire import Fields, RequestError, bad_value, sampling_options, status_of
 
 EFFORTS = {"minimal": False, "none": False, "low": "low", "medium": "medium", "high": "high"}
 
@@ -172,16 +172,10 @@ def responses_request(body: dict[str, Any], history: tuple[dict[str, Any], ...] 
     turns = [*history, *_items(body.get("input"))]
     instructions = f.str("instructions")
     messages = ([{"role": "system", "content": instructions}] if instructions else []) + turns
-    options: dict[str, Any] = {}
     limit = f.int("max_output_tokens")
-    if limit is not None:
-        if limit < 1:
-            raise bad_value("max_output_tokens", "an integer of at least 1", limit)
-        options["num_predict"] = limit
-    for name in ("temperature", "top_p"):
-        value = f.number(name)
-        if value is not None:
-            options[name] = value
+    if limit is not None and limit < 1:
+        raise bad_value("max_output_tokens", "an integer of at least 1", limit)
+    options = sampling_options(f, limit, ("temperature", "top_p"), stop=None)
     if f.int("top_logprobs"):
         raise RequestError("unsupported value for 'top_logprobs': not returned on /v1/responses; leave it out",
                            field="top_logprobs")

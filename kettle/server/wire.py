@@ -251,10 +251,11 @@ class Fields:
 
 
 def sampling_options(f: Fields, num_predict: int | None, numbers: tuple[str, ...], integers: tuple[str, ...] = (),
-                     stop: str = "stop") -> dict[str, Any]:
+                     stop: str | None = "stop") -> dict[str, Any]:
     """The ollama ``options`` of an OpenAI- or Anthropic-shaped body (the one mapping both use):
     ``num_predict`` when given, each field of ``numbers`` (read as a number) and of ``integers``
-    that is set, under its own name, and the stop strings of field ``stop`` as ``stop``."""
+    that is set, under its own name, and the stop strings of field ``stop`` (None: the API has
+    none) as ``stop``."""
     options: dict[str, Any] = {}
     if num_predict is not None:
         options["num_predict"] = num_predict
@@ -266,7 +267,7 @@ def sampling_options(f: Fields, num_predict: int | None, numbers: tuple[str, ...
         number = f.int(name)
         if number is not None:
             options[name] = number
-    stops = f.str_list(stop)
+    stops = f.str_list(stop) if stop is not None else None
     if stops:
         options["stop"] = stops
     return options

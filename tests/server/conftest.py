@@ -57,6 +57,15 @@ class Server:
         return "\n".join(self.log)
 
 
+def greedy_chat(server: Server, messages: list[dict], num_predict: int) -> dict:
+    """``/api/chat``'s greedy answer: what the translated APIs' answers must equal."""
+    with server.client() as c:
+        r = c.post("/api/chat", json={"model": MODEL, "messages": messages, "stream": False,
+                                      "options": {"temperature": 0, "num_predict": num_predict}})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ import pytest
 
 from kettle.server.anthropic_routes import messages_request
 from kettle.server.wire import RequestError
-from tests.server.conftest import MODEL, Server
+from tests.server.conftest import MODEL, Server, greedy_chat
 
 CHAT = [{"role": "user", "content": "Name a colour."}]
 GREEDY = {"temperature": 0}  # the SDK has no sampling keywords now; older ones sent these fields
@@ -27,18 +27,10 @@ def sdk(server: Server) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.url, api_key="unused")
 
 
-def _ollama_answer(server: Server, messages: list[dict], num_predict: int) -> dict:
-    with server.client() as c:
-        r = c.post("/api/chat", json={"model": MODEL, "messages": messages, "stream": False,
-                                      "options": {"temperature": 0, "num_predict": num_predict}})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 @pytest.mark.slow
 def test_sdk_message_equals_api_chat(server: Server, sdk: anthropic.Anthropic) -> None:
     got = sdk.messages.create(model=MODEL, max_tokens=12, extra_body=GREEDY, system="Be brief.", messages=CHAT)
-    want = _ollama_answer(server, [{"role": "system", "content": "Be brief."}, *CHAT], 12)
+    want = greedy_chat(server, [{"role": "system", "content": "Be brief."}, *CHAT], 12)
     assert got.type == "message" and got.role == "assistant" and got.id.startswith("msg_")
     assert [b.type for b in got.content] == ["text"]
     assert got.content[0].text == want["message"]["content"]

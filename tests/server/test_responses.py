@@ -16,7 +16,7 @@ import pytest
 from kettle.server.conversations import Conversations, Kept
 from kettle.server.responses_routes import responses_request
 from kettle.server.wire import RequestError
-from tests.server.conftest import MODEL, Server
+from tests.server.conftest import MODEL, Server, greedy_chat
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +24,12 @@ def sdk(server: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
 
 
-def _chat(server: Server, messages: list[dict], num_predict: int) -> dict:
-    with server.client() as c:
-        r = c.post("/api/chat", json={"model": MODEL, "messages": messages, "stream": False,
-                                      "options": {"temperature": 0, "num_predict": num_predict}})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 @pytest.mark.slow
 def test_sdk_response_equals_api_chat(server: Server, sdk: openai.OpenAI) -> None:
     got = sdk.responses.create(model=MODEL, input="Name a colour.", instructions="Be brief.",
                                max_output_tokens=12, temperature=0)
-    want = _chat(server, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}], 12)
+    want = greedy_chat(server, [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "Name a colour."}], 12)
     assert got.object == "response" and got.id.startswith("resp_")
     assert got.output_text == want["message"]["content"]
     assert got.status == ("incomplete" if want["done_reason"] == "length" else "completed")
@@ -49,7 +42,7 @@ def test_previous_response_id_continues_and_reuses_the_kv_prefix(server: Server,
     first = sdk.responses.create(model=MODEL, input="My name is Ada. Say hello.", max_output_tokens=10, temperature=0)
     follow = sdk.responses.create(model=MODEL, input="What is my name?", previous_response_id=first.id,
                                   max_output_tokens=10, temperature=0)
-    want = _chat(server, [{"role": "user", "content": "My name is Ada. Say hello."},
+    want = greedy_chat(server, [{"role": "user", "content": "My name is Ada. Say hello."},
                           {"role": "assistant", "content": first.output_text},
                           {"role": "user", "content": "What is my name?"}], 10)
     assert follow.output_text == want["message"]["content"]
