@@ -130,7 +130,7 @@ class Model:
         self.embedding_only = isinstance(self.transformer, Encoder)  # embeds; cannot generate
         if self.embedding_only:
             self.runner: Runner | EncoderRunner = EncoderRunner(
-                self.transformer, n_ctx=n_ctx, n_slots=num_parallel, n_thread=load_options.num_thread)
+                self.transformer, n_ctx=n_ctx, n_slots=num_parallel, n_thread=load_options.thread_count())
             self.engine: BatchEngine | EmbeddingOnlyEngine = EmbeddingOnlyEngine(spec.name or spec.path.name)
         else:
             self._load_decoder(cfg, load_options, n_ctx, num_parallel)
@@ -142,11 +142,12 @@ class Model:
         self._first_call = True
 
     def _load_decoder(self, cfg: Any, load_options: LoadOptions, n_ctx: int, num_parallel: int) -> None:
+        n_thread = load_options.thread_count()  # num_thread, else KETTLE_NUM_THREAD; 0: every core
         check_load_fits(cfg, n_ctx=n_ctx, n_slots=num_parallel, n_batch=load_options.num_batch,
-                        n_thread=load_options.num_thread or (os.cpu_count() or 1))  # before the KV cache exists
+                        n_thread=n_thread or (os.cpu_count() or 1))  # before the KV cache exists
         self.runner = Runner(
             self.transformer, n_ctx=n_ctx, n_slots=num_parallel,
-            n_batch=load_options.num_batch, n_thread=load_options.num_thread,
+            n_batch=load_options.num_batch, n_thread=n_thread,
         )
         self.engine = BatchEngine(self.runner, self.tokenizer)
 
@@ -343,6 +344,7 @@ def load(
 
     With no name, the bundled default (smollm2) is used. ``num_parallel`` slots
     let that many sequences decode together (the server's continuous batching).
+    ``num_thread`` unset or 0: ``KETTLE_NUM_THREAD`` (0 there: every core).
     """
     if num_gpu:
         from kettle.gpu import warn_gpu_request

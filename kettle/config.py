@@ -36,7 +36,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_ORIGINS", "", "extra CORS origins, comma separated (localhost and app schemes always pass)"),
         Setting("KETTLE_API_KEY", "", "API keys, comma separated: when set, every endpoint but / and /health needs "
                                       "'Authorization: Bearer <key>' (the CLI sends the first)"),
-        Setting("KETTLE_NUM_THREAD", "0", "compute threads (0: the number of cores)"),
+        Setting("KETTLE_NUM_THREAD", "0", "default num_thread: compute threads of a load that sets none "
+                "(0: every core)"),
         Setting("KETTLE_CONTEXT_LENGTH", "4096", "default num_ctx when a model or request sets none"),
         Setting("KETTLE_MAX_BODY", "33554432", "largest accepted HTTP request body, in bytes"),
         Setting("KETTLE_MAX_PROMPT", "1048576", "longest accepted prompt or message text, in characters"),

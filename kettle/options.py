@@ -97,6 +97,14 @@ class LoadOptions:
             raise InvalidParameter("KETTLE_CONTEXT_LENGTH", n, "must be a positive integer")
         return min(n, trained) if trained else n
 
+    def thread_count(self) -> int:
+        """The compute threads to run on: ``num_thread``, or ``KETTLE_NUM_THREAD`` when unset;
+        0 means every core (numba's thread count; the engine caps any value at it)."""
+        n = self.num_thread or config.get_int("KETTLE_NUM_THREAD")
+        if n < 0:
+            raise InvalidParameter("KETTLE_NUM_THREAD", n, "must be 0 (every core) or a positive integer")
+        return n
+
 
 _LOAD_SPECS: dict[str, Spec] = specs_of(LoadOptions)
 _SAMPLING_SPECS: dict[str, Spec] = specs_of(SamplingParams)

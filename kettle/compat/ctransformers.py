@@ -33,7 +33,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 
 from kettle.api import Model, load
@@ -193,7 +192,7 @@ class LLM:
         """Run with ``threads`` compute threads (<= 0: as loaded)."""
         saved = self._runner.n_thread
         if threads > 0:
-            self._runner.n_thread = min(threads, numba.config.NUMBA_NUM_THREADS)
+            self._runner.n_thread = threads  # the Runner caps it at numba's thread count
         try:
             yield
         finally:

@@ -33,9 +33,8 @@ class Runner:
         self.model = model
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.n_thread = n_thread if n_thread > 0 else numba.config.NUMBA_NUM_THREADS
-        self.n_thread = min(self.n_thread, numba.config.NUMBA_NUM_THREADS)
-        self.threads = ThreadGovernor(self.n_thread)  # 1 or n_thread per step, by measurement
+        self._governors: dict[int, ThreadGovernor] = {}  # thread count -> its measurements
+        self.n_thread = n_thread  # sets self.threads
         self.cache = KVCache(cfg.n_layer, cfg.n_kv_head, cfg.head_dim, n_ctx, n_slots, kv_cache_type())
         # One forward at a time: the cache is shared state.
         self.lock = threading.Lock()
@@ -43,6 +42,19 @@ class Runner:
     @property
     def n_slots(self) -> int:
         return self.cache.n_slots
+
+    @property
+    def n_thread(self) -> int:
+        """The most threads a step runs on (the governor picks 1 or this many per small step)."""
+        return self.threads.n_thread
+
+    @n_thread.setter
+    def n_thread(self, n_thread: int) -> None:
+        """``n_thread`` threads from the next step on (<= 0: every core; capped at numba's count).
+        Each count keeps its own governor, so switching back and forth keeps what was measured."""
+        n = n_thread if n_thread > 0 else numba.config.NUMBA_NUM_THREADS
+        n = min(n, numba.config.NUMBA_NUM_THREADS)
+        self.threads = self._governors.setdefault(n, ThreadGovernor(n))  # 1 or n per step, by measurement
 
     def forward(
         self,
@@ -80,6 +92,7 @@ class Runner:
             if out.size and (out.min() < 0 or out.max() >= n):
                 raise ValueError("outputs must index rows of the batch")
         with self.lock:
+            governor = self.threads  # one governor for the whole call, whatever n_thread becomes
             self.cache.check_append(seq, pos, tok)
             width = self.model.config.n_embd if hidden else n_vocab
             result = np.empty((out.shape[0], width), dtype=np.float32)
@@ -90,11 +103,11 @@ class Runner:
                 mask = (out >= start) & (out < stop)
                 rows = out[mask] - start
                 sl = slice(start, stop)
-                threads = self.threads.choose(stop - start)
+                threads = governor.choose(stop - start)
                 numba.set_num_threads(threads)
                 t0 = time.perf_counter()
                 chunk = self.model.forward(tok[sl], pos[sl], seq[sl], self.cache, rows, hidden=hidden)
-                self.threads.record(stop - start, threads, time.perf_counter() - t0)
+                governor.record(stop - start, threads, time.perf_counter() - t0)
                 self.cache.commit(seq[sl], tok[sl])
                 result[mask] = chunk
             return result
