@@ -128,3 +128,12 @@ def test_parse_parameter_and_session_modelfile() -> None:
     assert spec.base.value == "smollm2" and spec.system == "Be brief."
     assert spec.parameters == {"temperature": 0.0, "stop": ["x"]}
     assert [m["role"] for m in spec.messages] == ["user", "assistant"]  # the system turn is SYSTEM
+
+
+def test_set_think_and_nothink(backend: LocalBackend) -> None:
+    repl, out, _ = run_lines(backend, ["/set think", "/set think high", "/set think hardest"])
+    assert repl.session.think == "high" and repl.session.chat_request()["think"] == "high"
+    assert "Set 'think' mode." in out and "Set 'think' mode to 'high'." in out and "Invalid think level" in out
+    repl, out, _ = run_lines(backend, ["/set nothink"])
+    assert repl.session.think is False and repl.session.chat_request()["think"] is False
+    assert "think" not in Session("smollm2").chat_request()  # unset: the model's default
