@@ -38,6 +38,7 @@ SAMPLING_TABLE = [
     ("draft_num_predict", [0, 1, 8, 64], [-1, 65, 2.5, "8", True]),
     ("logprobs", [None, 0, 5, 20], [-1, 21, 2.5, True, "3"]),  # not an option: set from a request
     ("prompt_logprobs", [False], [True]),  # True needs logprobs
+    ("shift", [True, False], []),  # not an option: a request's top-level ``shift``
 ]
 
 LOAD_TABLE = [
