@@ -12,7 +12,8 @@ What a request may say, as ollama's ``/api/generate`` and ``/api/chat`` define i
 
 * ``Kind.GENERATE``: ``prompt`` rendered as one user turn (after ``system`` when given) with
   the model's template, or with ``template`` when the request overrides it; ``suffix`` is
-  fill-in-the-middle (a template naming ``.Suffix`` only, else ``CapabilityError``);
+  fill-in-the-middle: through a template that names ``.Suffix``, else through the
+  vocabulary's FIM tokens (``infill_ids``, llama-server's infill), else ``CapabilityError``;
   ``context`` (the ids an earlier answer returned) comes first, its BOS not repeated; ``raw``
   skips the template (and the system prompt) and tokenizes ``prompt`` as given.
 * ``Kind.CHAT``: ``messages`` after the Modelfile's MESSAGEs, the Modelfile's SYSTEM when none
@@ -55,6 +56,7 @@ from kettle.prompt import PromptBuilder
 from kettle.sampling import SamplingParams
 from kettle.sampling.constrained import JSON_OPTIONS, compile_format, compile_lark
 from kettle.thinking import Style, Think, ThinkSplitter, new_splitter, resolve_think, thinking_style
+from kettle.tokenizer.markers import FIM_ROLES
 from kettle.toolcalls import AUTO, ToolChoice, call_grammar, call_syntax, parse_tool_choice, visible_tools
 
 MAX_TRUNCATION_RENDERS = 64  # renders a chat truncation may try (binary search: 2**64 turns)
@@ -179,7 +181,7 @@ def _generate_ids(prompts: PromptBuilder, req: PromptRequest, think: Think | Non
     msgs: list[dict[str, Any]] = [{"role": "system", "content": req.system}] if req.system is not None else []
     msgs.append({"role": "user", "content": req.prompt})
     if req.suffix and ".Suffix" not in prompts.template.source:
-        raise CapabilityError(f'"{req.model or prompts.spec.name}" does not support insert')
+        return infill_ids(prompts, req), ()
     text = prompts.template.render(prompts.conversation(msgs), suffix=req.suffix,
                                    bos_token=prompts.bos_text, eos_token=prompts.eos_text, think=think)
     ids = prompts.tokenize_prompt(text)
@@ -191,6 +193,21 @@ def _generate_ids(prompts: PromptBuilder, req: PromptRequest, think: Think | Non
         bos = prompts.tokenizer.bos_id
         ids = list(req.context) + (ids[1:] if ids and ids[0] == bos else ids)
     return ids, prompts.stop_words
+
+
+def infill_ids(prompts: PromptBuilder, req: PromptRequest) -> list[int]:
+    """Fill-in-the-middle without a template that names ``.Suffix``, from the vocabulary's FIM
+    tokens as llama-server's infill builds it: BOS (if the model adds one), ``FIM_PRE``
+    prefix ``FIM_SUF`` suffix ``FIM_MID``; the model writes the middle. ``CapabilityError``
+    when the vocabulary has no FIM tokens."""
+    tok = prompts.tokenizer
+    pre, suf, mid = (tok.special_id(role) for role in FIM_ROLES)
+    if pre is None or suf is None or mid is None:
+        raise CapabilityError(f'"{req.model or prompts.spec.name}" does not support insert')
+    ids = [pre, *tok.encode(req.prompt, add_special=False), suf, *tok.encode(req.suffix, add_special=False), mid]
+    if tok.add_bos and tok.bos_id is not None and tok.bos_id >= 0:
+        ids.insert(0, tok.bos_id)
+    return ids
 
 
 def chat_ids(prompts: PromptBuilder, messages: Sequence[Mapping[str, Any]],

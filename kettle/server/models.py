@@ -28,12 +28,13 @@ from kettle.errors import ModelNotFound, TemplateError
 from kettle.gguf import GGUFFile
 from kettle.modelfile import format_parameter, to_modelfile
 from kettle.options import LoadOptions, parse_options
+from kettle.prompt import choose_template
 from kettle.server.wire import RequestError
 from kettle.store import Store, StoredModel, parse_name
 from kettle.store.bundled import resolve_model
-from kettle.prompt import choose_template
 from kettle.templates import compile_template
 from kettle.thinking import thinking_style
+from kettle.tokenizer.markers import has_fim
 
 # How far in the future /api/ps puts a model kept forever (ollama: now + max duration).
 FOREVER_SHOWN = timedelta(days=292 * 365)
@@ -177,7 +178,7 @@ def capabilities_of(metadata: Mapping[str, Any], template_source: str) -> list[s
     capabilities = ["completion"]
     if _renders_tools(template_source):
         capabilities.append("tools")
-    if ".Suffix" in template_source:
+    if ".Suffix" in template_source or has_fim(metadata):
         capabilities.append("insert")
     if thinking_style(template_source) is not None:
         capabilities.append("thinking")

@@ -9,6 +9,8 @@ control token.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "SPECIAL_ID_KEYS",
     "TEXT_DETECTED_ROLES",
@@ -65,6 +67,23 @@ TEXT_DETECTED_ROLES: dict[str, frozenset[str]] = {
     "fim_rep": frozenset({"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"}),
     "fim_sep": frozenset({"<|file_sep|>"}),
 }
+
+FIM_ROLES = ("fim_pre", "fim_suf", "fim_mid")  # the tokens of fill-in-the-middle (llama-server's infill)
+
+
+def has_fim(metadata: Any) -> bool:
+    """Whether a GGUF's vocabulary has the three fill-in-the-middle tokens, named by metadata
+    key or found by text as the vocabulary loader finds them (without building it)."""
+    tokens: set[str] | None = None
+    for role in FIM_ROLES:
+        if any(metadata.get(key) is not None for key in SPECIAL_ID_KEYS[role]):
+            continue
+        if tokens is None:
+            tokens = set(str(t) for t in (metadata.get("tokenizer.ggml.tokens") or ()))
+        if not TEXT_DETECTED_ROLES[role] & tokens:
+            return False
+    return True
+
 
 # Every token with one of these texts ends generation (and becomes a control token).
 EOG_TEXTS: frozenset[str] = frozenset({
