@@ -110,6 +110,37 @@ def permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+_WEIGHT_NAME = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
+
+
+def weight_name(hf_name: str, arch: str, global_names: dict[str, str], layer_names: dict[str, str]) -> str:
+    """The GGUF name of a checkpoint weight (``model.embed_tokens.weight``, ``model.layers.3.
+    mlp.up_proj.weight``...) through an architecture's two tables: module -> GGUF name for the
+    model-wide tensors and for a layer's. ``ConvertError`` for one that has no place."""
+    base = hf_name.removesuffix(".weight")
+    if base in global_names and hf_name.endswith(".weight"):
+        return f"{global_names[base]}.weight"
+    m = _WEIGHT_NAME.fullmatch(hf_name)
+    if m and m.group(2) in layer_names:
+        return f"blk.{m.group(1)}.{layer_names[m.group(2)]}.weight"
+    raise ConvertError(f"checkpoint tensor {hf_name!r} has no place in a {arch} GGUF")
+
+
+def gemma_plans(ckpt: Checkpoint, gguf_name: Any) -> list[TensorPlan]:
+    """The tensors of a Gemma checkpoint, renamed by ``gguf_name`` (None: dropped), each norm
+    weight stored plus one: Gemma's RMSNorm multiplies by (1 + w), llama.cpp's by w."""
+    plans = []
+    for hf_name in ckpt.names():
+        name = gguf_name(hf_name)
+        if name is None:
+            continue
+        read = lambda hf_name=hf_name: ckpt.tensor(hf_name)  # noqa: E731
+        if name.endswith("norm.weight"):
+            read = lambda hf_name=hf_name: ckpt.tensor(hf_name) + 1.0  # noqa: E731
+        plans.append(TensorPlan(name, ckpt.shape(hf_name), read))
+    return plans
+
+
 def gguf_name(hf_name: str, family: Family) -> str | None:
     """The GGUF name of a checkpoint tensor; None for one that is dropped."""
     if _DROPPED.fullmatch(hf_name):

@@ -21,11 +21,10 @@ rather than converted into a file that would run differently.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kettle.convert.checkpoint import Checkpoint
-from kettle.convert.decoder import _float, _int, rope_params
+from kettle.convert.decoder import _float, _int, gemma_plans, rope_params, weight_name
 from kettle.convert.gemma3 import _LAYER as GEMMA3_LAYER
 from kettle.convert.spm import spm_vocab
 from kettle.convert.writer import TensorPlan
@@ -39,20 +38,13 @@ HF_ATTN_SOFTCAP, HF_FINAL_SOFTCAP = 50.0, 30.0  # Gemma2Config's defaults
 
 _GLOBAL = {"model.embed_tokens": "token_embd", "model.norm": "output_norm"}
 _LAYER = {k: v for k, v in GEMMA3_LAYER.items() if k not in ("self_attn.q_norm", "self_attn.k_norm")}
-_LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
 
 
 def gguf_name(hf_name: str) -> str | None:
     """The GGUF name of a checkpoint tensor; None for one that is dropped (the tied lm_head)."""
     if hf_name == "lm_head.weight":
         return None
-    base = hf_name.removesuffix(".weight")
-    if base in _GLOBAL and hf_name.endswith(".weight"):
-        return f"{_GLOBAL[base]}.weight"
-    m = _LAYER_NAME.fullmatch(hf_name)
-    if m and m.group(2) in _LAYER:
-        return f"blk.{m.group(1)}.{_LAYER[m.group(2)]}.weight"
-    raise ConvertError(f"checkpoint tensor {hf_name!r} has no place in a gemma2 GGUF")
+    return weight_name(hf_name, "gemma2", _GLOBAL, _LAYER)
 
 
 def _check(c: dict[str, Any], n_layer: int, n_embd: int, n_head: int, head_dim: int) -> None:
@@ -112,13 +104,4 @@ def prepare(ckpt: Checkpoint, writer: Any) -> list[TensorPlan]:
     writer.add_sliding_window(_int(c, "sliding_window", 1, 1 << 24, 4096))
     spm_vocab(ckpt, n_vocab).write(writer, add_space_prefix=False)
 
-    plans = []
-    for hf_name in ckpt.names():
-        name = gguf_name(hf_name)
-        if name is None:
-            continue
-        read = lambda hf_name=hf_name: ckpt.tensor(hf_name)  # noqa: E731
-        if name.endswith("norm.weight"):
-            read = lambda hf_name=hf_name: ckpt.tensor(hf_name) + 1.0  # noqa: E731
-        plans.append(TensorPlan(name, ckpt.shape(hf_name), read))
-    return plans
+    return gemma_plans(ckpt, gguf_name)

@@ -13,11 +13,10 @@ is refused rather than converted into a file that would run differently.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kettle.convert.checkpoint import Checkpoint
-from kettle.convert.decoder import LAYER_NAMES, _float, _int, rope_params
+from kettle.convert.decoder import LAYER_NAMES, _float, _int, gemma_plans, rope_params, weight_name
 from kettle.convert.spm import spm_vocab
 from kettle.convert.writer import TensorPlan
 from kettle.errors import ConvertError
@@ -34,7 +33,6 @@ _LAYER = {
     "pre_feedforward_layernorm": "ffn_norm",
     "post_feedforward_layernorm": "post_ffw_norm",
 }
-_LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
 
 
 def gguf_name(hf_name: str) -> str | None:
@@ -42,13 +40,7 @@ def gguf_name(hf_name: str) -> str | None:
     name = hf_name.removeprefix("model.language_model.").replace("language_model.model.", "model.")
     if name == "lm_head.weight":
         return None
-    base = name.removesuffix(".weight")
-    if base in _GLOBAL and name.endswith(".weight"):
-        return f"{_GLOBAL[base]}.weight"
-    m = _LAYER_NAME.fullmatch(name)
-    if m and m.group(2) in _LAYER:
-        return f"blk.{m.group(1)}.{_LAYER[m.group(2)]}.weight"
-    raise ConvertError(f"checkpoint tensor {hf_name!r} has no place in a gemma3 GGUF")
+    return weight_name(name, ARCH, _GLOBAL, _LAYER)
 
 
 def _check(c: dict[str, Any], n_layer: int, head_dim: int) -> None:
@@ -113,13 +105,4 @@ def prepare(ckpt: Checkpoint, writer: Any) -> list[TensorPlan]:
         raise ConvertError(f"config.json: rope type {kind!r} of the global layers is not converted (linear is)")
     spm_vocab(ckpt, n_vocab).write(writer, add_space_prefix=False)
 
-    plans = []
-    for hf_name in ckpt.names():
-        name = gguf_name(hf_name)
-        if name is None:
-            continue
-        read = lambda hf_name=hf_name: ckpt.tensor(hf_name)  # noqa: E731
-        if name.endswith("norm.weight"):
-            read = lambda hf_name=hf_name: ckpt.tensor(hf_name) + 1.0  # noqa: E731
-        plans.append(TensorPlan(name, ckpt.shape(hf_name), read))
-    return plans
+    return gemma_plans(ckpt, gguf_name)

@@ -27,14 +27,13 @@ sequence within the window (Phi-3-mini-4k: 2047 tokens).
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 
 from kettle.convert.bpe import bpe_vocab
 from kettle.convert.checkpoint import Checkpoint
-from kettle.convert.decoder import _float, _int, rope_params
+from kettle.convert.decoder import _float, _int, rope_params, weight_name
 from kettle.convert.spm import spm_vocab
 from kettle.convert.writer import TensorPlan
 from kettle.errors import ConvertError
@@ -49,18 +48,11 @@ _LAYER = {  # Hugging Face module in a layer -> GGUF name
     "mlp.gate_up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
-_LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
 LONGROPE_TYPES = ("longrope", "su")  # transformers reads "su" as longrope
 
 
 def gguf_name(hf_name: str) -> str:
-    base = hf_name.removesuffix(".weight")
-    if base in _GLOBAL and hf_name.endswith(".weight"):
-        return f"{_GLOBAL[base]}.weight"
-    m = _LAYER_NAME.fullmatch(hf_name)
-    if m and m.group(2) in _LAYER:
-        return f"blk.{m.group(1)}.{_LAYER[m.group(2)]}.weight"
-    raise ConvertError(f"checkpoint tensor {hf_name!r} has no place in a phi3 GGUF")
+    return weight_name(hf_name, "phi3", _GLOBAL, _LAYER)
 
 
 def _factors(rope: dict[str, Any], key: str, n: int) -> np.ndarray:
