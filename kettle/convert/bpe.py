@@ -22,7 +22,7 @@ from typing import Any
 
 from kettle.convert.checkpoint import Checkpoint
 from kettle.errors import ConvertError
-from kettle.tokenizer.pretokenize import GPT2_RE, LLAMA3_RE, QWEN2_RE, PRE_TYPES
+from kettle.tokenizer.pretokenize import GPT2_RE, LLAMA3_RE, PRE_TYPES, QWEN2_RE
 from kettle.tokenizer.vocab import TokenType
 
 MAX_VOCAB = 1 << 22
