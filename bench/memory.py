@@ -86,7 +86,7 @@ def main() -> None:
         return
     from bench import model_file  # bench/bench.py
 
-    print(f"| model | ctx | KV cache | kettle peak MiB | llama.cpp peak MiB | ratio | kettle / llama.cpp after, MiB |")
+    print("| model | ctx | KV cache | kettle peak MiB | llama.cpp peak MiB | ratio | kettle / llama.cpp after, MiB |")
     print("|---|---:|---|---:|---:|---:|---|")
     for name in args.models.split(","):
         path = model_file(name, args.dir)

@@ -103,7 +103,8 @@ def main() -> None:
             if models.have_llama_cpp():
                 t_llama = timed("llama.cpp", src, theirs, args.type, args.threads)
                 same = "identical" if sha256(ours) == sha256(theirs) else "DIFFERENT"
-                print(f"{name:<10} {args.type:<8} {t_kettle:>9.1f} {t_llama:>12.1f} {t_llama / t_kettle:>5.2f}x  {same}")
+                ratio = t_llama / t_kettle
+                print(f"{name:<10} {args.type:<8} {t_kettle:>9.1f} {t_llama:>12.1f} {ratio:>5.2f}x  {same}")
             else:
                 print(f"{name:<10} {args.type:<8} {t_kettle:>9.1f} {'-':>12} {'-':>6}  (no llama-cpp-python)")
         finally:
