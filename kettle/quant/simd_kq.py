@@ -1,7 +1,7 @@
 """AVX2 LLVM IR for the K-quant dot products: whole 256-element super-blocks in integers.
 
 The 32-element types (``simd_ir``) pay a float multiply-add per block. A
-K-quant super-block holds 8 (Q4_K, Q5_K) or 16 (Q6_K) small integer scales
+K-quant super-block holds 8 (Q4_K, Q5_K) or 16 (Q2_K, Q3_K, Q6_K) small integer scales
 under one half-float ``d``, so, as llama.cpp's ``ggml_vec_dot_q4_K_q8_K``
 does, the activations are quantized per super-block instead (``xq`` int8
 codes, one scale ``xd`` per 256, and ``xb``: the sums of each 16 codes), and a
@@ -11,8 +11,10 @@ super-block's dot product stays integer until its end:
     msum = sum_16 m_16 * xb_16                    one vpmaddwd
     acc += float(sumi) * (d * xd) - float(msum) * (dmin * xd)
 
-Q4_K/Q5_K: ``m`` is the group's 6-bit min (``dmin`` its scale). Q6_K's codes
-are stored with +32: they multiply unsigned and ``msum`` takes ``32 * sc``,
+Q4_K/Q5_K: ``m`` is the group's 6-bit min (``dmin`` its scale); Q2_K: its
+4-bit min, per 16 elements. Q6_K's codes are stored with +32, Q3_K's with +4
+(``q - 4`` is ``2 low bits + 4 * hmask bit - 4``): they multiply unsigned and
+``msum`` takes ``32 * sc`` (``4 * sc``, with Q3_K's signed ``sc - 32``),
 subtracted from ``sumi`` before the one conversion. Codes are at most 6 bits,
 so vpmaddubsw's int16 pairs never saturate (63 * 127 * 2 < 2^15) and every
 integer sum is exact: the flavours agree bit for bit whatever instructions
@@ -40,7 +42,7 @@ from kettle.quant.simd_ir import (
 from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType
 
 V8I8, V8I16, V16I8 = ir.VectorType(I8, 8), ir.VectorType(ir.IntType(16), 8), ir.VectorType(I8, 16)
-V2I32 = ir.VectorType(I32, 2)
+V2I32, V4I32 = ir.VectorType(I32, 2), ir.VectorType(I32, 4)
 SUMS = 16  # activation code sums per super-block (one per 16 elements)
 
 
@@ -50,7 +52,7 @@ class SuperBlock:
 
     codes: list[ir.Value]  # 8 x <32 x i8> unsigned codes, group g = elements 32g..32g+31
     weights: list[ir.Value]  # 8 x <16 x i16>: group g's scale for each code pair
-    sum_weights: ir.Value  # <16 x i16>: multiplier of each activation sum (mins; Q6_K: 32 * scale)
+    sum_weights: ir.Value  # <16 x i16>: multiplier of each activation sum (mins; Q3_K, Q6_K: offset * scale)
     d: ir.Value  # float: the scale of sumi
     dmin: ir.Value | None  # float: the scale of msum; None: msum is subtracted from sumi (same scale)
 
@@ -104,6 +106,71 @@ def _q5_k(e: Emitter, w: ir.Value) -> SuperBlock:
     return _k4_block(e, w, codes)
 
 
+def _per16(e: Emitter, scales: ir.Value) -> list[ir.Value]:
+    """<16 x i16> scales of 16 elements -> 8 x <16 x i16>: code group j's 16 pairs take scale 2j
+    (its first 16 elements), then 2j + 1."""
+    return [e.b.shuffle_vector(scales, scales, _lanes(*([2 * j] * 8 + [2 * j + 1] * 8))) for j in range(8)]
+
+
+def _crumbs(e: Emitter, w: ir.Value, offset: int) -> list[ir.Value]:
+    """Q2_K/Q3_K low 2 bits: group j = 4h + s (elements 128h + 32s + l) is bits 2s..2s+1 of
+    the 32 bytes at ``offset + 32h`` (8 x <32 x i8>)."""
+    b = e.b
+    codes = []
+    for h in range(2):
+        packed = e.load(w, offset + 32 * h, V32I8)
+        codes += [b.and_(b.lshr(packed, _splat(V32I8, 2 * s)), _splat(V32I8, 3)) for s in range(4)]
+    return codes
+
+
+def _q2_k(e: Emitter, w: ir.Value) -> SuperBlock:
+    """Codes: ``_crumbs`` of qs[64] at 16; byte g of scales[16] at 0: the scale (low nibble) and
+    min (high nibble) of elements 16g..16g+15; d at 80, dmin at 82."""
+    b = e.b
+    packed = e.load(w, 0, V16I8)
+    scales = b.zext(b.and_(packed, _splat(V16I8, 15)), V16I16)
+    mins = b.zext(b.lshr(packed, _splat(V16I8, 4)), V16I16)
+    return SuperBlock(_crumbs(e, w, 16), _per16(e, scales), mins, e.half(w, 80), e.half(w, 82))
+
+
+def _vector(b: ir.IRBuilder, values: list[ir.Value]) -> ir.Value:
+    """<len x T> of the scalars ``values``."""
+    v = ir.Constant(ir.VectorType(values[0].type, len(values)), None)
+    for i, value in enumerate(values):
+        v = b.insert_element(v, value, _i32(i))
+    return v
+
+
+def _q3_scales(e: Emitter, w: ir.Value) -> ir.Value:
+    """Q3_K: the 12 bytes at 96 -> <16 x i16> signed scales (stored + 32, returned - 32).
+
+    Scale g: low nibble of byte g (g < 8) or high nibble of byte g - 8, and bits
+    2(g // 4)..+1 of byte 8 + g % 4 on top. Four scales per u32 lane: lane c holds
+    scales 4c..4c+3, from u32 c % 2 of bytes 0..7 shifted by 4(c // 2) and the u32 of
+    bytes 8..11 shifted by 2c.
+    """
+    b = e.b
+    lo = [e.load(w, 96 + 4 * i, I32) for i in range(2)]
+    hi = e.load(w, 104, I32)
+    low = b.and_(b.lshr(_vector(b, [lo[0], lo[1], lo[0], lo[1]]), ir.Constant(V4I32, [0, 0, 4, 4])),
+                 _splat(V4I32, 0x0F0F0F0F))
+    top = b.and_(b.lshr(_vector(b, [hi] * 4), ir.Constant(V4I32, [0, 2, 4, 6])), _splat(V4I32, 0x03030303))
+    packed = b.bitcast(b.or_(low, b.shl(top, _splat(V4I32, 4))), V16I8)
+    return b.sub(b.zext(packed, V16I16), _splat(V16I16, 32))
+
+
+def _q3_k(e: Emitter, w: ir.Value) -> SuperBlock:
+    """Codes q + 4 (0..7): ``_crumbs`` of qs[64] at 32, and bit 4h + s of hmask[l] (32 bytes
+    at 0; set: +4) as bit 2; signed scales of 16 elements (``_q3_scales``), d at 108."""
+    b = e.b
+    hmask = e.load(w, 0, V32I8)
+    codes = [b.or_(low, b.shl(b.and_(b.lshr(hmask, _splat(V32I8, j)), _splat(V32I8, 1)), _splat(V32I8, 2)))
+             for j, low in enumerate(_crumbs(e, w, 32))]
+    scales = _q3_scales(e, w)
+    sum_weights = b.shl(scales, _splat(V16I16, 2))  # 4 * scale: the stored codes' offset
+    return SuperBlock(codes, _per16(e, scales), sum_weights, e.half(w, 108), None)
+
+
 def _q6_k(e: Emitter, w: ir.Value) -> SuperBlock:
     """Group j = 4h + s: elements 128h + 32s + l, low nibble s // 2 of ql[64h + 32(s % 2) + l],
     bits 2s..2s+1 of qh[32h + l] on top; int8 scales of 16 elements at 192, d at 208."""
@@ -115,12 +182,12 @@ def _q6_k(e: Emitter, w: ir.Value) -> SuperBlock:
         high = e.load(w, 128 + 32 * h, V32I8)
         codes.append(b.or_(low, b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))))
     scales = b.sext(e.load(w, 192, V16I8), V16I16)  # (16,) one per 16 elements
-    weights = [b.shuffle_vector(scales, scales, _lanes(*([2 * j] * 8 + [2 * j + 1] * 8))) for j in range(8)]
     sum_weights = b.shl(scales, _splat(V16I16, 5))  # 32 * scale: the stored codes' offset
-    return SuperBlock(codes, weights, sum_weights, e.half(w, 208), None)
+    return SuperBlock(codes, _per16(e, scales), sum_weights, e.half(w, 208), None)
 
 
-DECODERS = {GGMLType.Q4_K: _q4_k, GGMLType.Q5_K: _q5_k, GGMLType.Q6_K: _q6_k}
+DECODERS = {GGMLType.Q2_K: _q2_k, GGMLType.Q3_K: _q3_k, GGMLType.Q4_K: _q4_k, GGMLType.Q5_K: _q5_k,
+            GGMLType.Q6_K: _q6_k}
 # One weight row per call: a super-block is decoded once for the tile's tokens anyway, and one
 # stream per row reads from memory faster than four interleaved (decode: 38-40 GB/s for Q4_K
 # where four rows gave 27-30; prefill alike).

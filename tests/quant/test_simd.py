@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from kettle.errors import UnsupportedModel, WeightError
-from kettle.quant import GGMLType, QuantMatrix, dequantize, implementations, kernels, matmul_many, simd
-from tests.quant.conftest import assert_thread_count_invariant, random_blocks
+from kettle.quant import QUANT_INFO, GGMLType, QuantMatrix, dequantize, implementations, kernels, matmul_many, simd
+from tests.quant.conftest import HALF_FIELDS, assert_thread_count_invariant, random_blocks
 
 needs_simd = pytest.mark.skipif(
     not simd.REQUIRES <= kernels.host_features(), reason="the CPU lacks AVX2/FMA: the SIMD kernels must not compile"
@@ -107,7 +107,8 @@ def test_batch_invariance(ggml_type, monkeypatch):
 
 @needs_simd
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
-@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q6_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q6_K],
+                         ids=lambda t: t.name)
 def test_thread_count_does_not_change_results(ggml_type, monkeypatch):
     monkeypatch.setattr(simd, "SERIAL_WORK", 0)
     m, _ = make(ggml_type, 64, seed=5)
@@ -116,7 +117,8 @@ def test_thread_count_does_not_change_results(ggml_type, monkeypatch):
 
 
 @needs_simd
-@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q4_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q2_K, GGMLType.Q4_K],
+                         ids=lambda t: t.name)
 def test_memmapped_unaligned_read_only_weights(ggml_type, tmp_path):
     rng = np.random.default_rng(9)
     rows, cols = 11, cols_for(ggml_type)
@@ -158,7 +160,8 @@ def test_never_selected_without_avx2(monkeypatch):
 
 
 @needs_simd
-@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q6_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("ggml_type", [GGMLType.Q4_1, GGMLType.Q8_0, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q6_K],
+                         ids=lambda t: t.name)
 def test_matmul_many_is_each_matmul(ggml_type, monkeypatch):
     """One fused call over several matrices (q, k, v) gives each matrix's own bits, serial or parallel."""
     mats = [make(ggml_type, rows, seed=rows)[0] for rows in (21, 5, 8)]
@@ -199,3 +202,27 @@ def test_flavours_agree_bit_for_bit(ggml_type):
         other = QuantMatrix(best._raw, ggml_type, best.shape, kernels=name)
         for n in (1, 6):
             np.testing.assert_array_equal(bits(other.matmul(x[:n])), bits(best.matmul(x[:n])))
+
+
+@needs_simd
+@TYPES
+@pytest.mark.parametrize("fill", [0x00, 0xFF], ids=["zeros", "ones"])
+def test_extreme_codes_are_exact(ggml_type, fill):
+    """Every code and scale byte at its lowest or highest (Q3_K: scales -32 or 31, Q2_K: scale
+    and min 15, Q6_K: codes 63) times full-scale int8 activations: the largest integer sums
+    any tile forms, exact in every flavour (no int16 saturation anywhere)."""
+    rows, cols = 5, cols_for(ggml_type)
+    raw = random_blocks(ggml_type, rows, cols, np.random.default_rng(31))
+    blocks = raw.reshape(-1, QUANT_INFO[ggml_type].type_size)
+    keep = np.zeros(blocks.shape[1], bool)
+    for at in HALF_FIELDS[ggml_type]:
+        keep[at : at + 2] = True
+    blocks[:, ~keep] = fill
+    x = np.full((3, cols), 127.0, np.float32)
+    x[1] = -127.0
+    x[2, 1::2] = -127.0
+    ref = dequantize(raw, ggml_type, (rows, cols))
+    results = [QuantMatrix(raw, ggml_type, (rows, cols), kernels=name).matmul(x) for name in FLAVOURS_HERE]
+    assert_close(results[-1], x, ref, EXACT_TOL)
+    for other in results[:-1]:
+        np.testing.assert_array_equal(bits(other), bits(results[-1]))
