@@ -11,6 +11,7 @@ Options are named as ollama names them. Load-time options (``num_ctx``,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kettle.engine.batch import BatchEngine, Chunk, Constraint
+from kettle.engine.draft import Drafter, check_vocabularies
 from kettle.engine.encoding import EmbeddingOnlyEngine, EncoderRunner
 from kettle.engine.memory import check_load_fits
 from kettle.engine.runner import Runner
@@ -32,6 +34,7 @@ from kettle.errors import (
     GGUFError,
     MetadataError,
     TokenizerError,
+    UnsupportedModel,
 )
 from kettle.gguf import GGUFFile
 from kettle.models import Encoder, Transformer, load_model
@@ -46,7 +49,7 @@ from kettle.request import (
     sampling_params,
 )
 from kettle.sampling import SamplingParams
-from kettle.store import Store, resolve_model
+from kettle.store import Store, StoredModel, resolve_model
 from kettle.thinking import ThinkSplitter, parse_think
 from kettle.tokenizer import Tokenizer
 
@@ -62,6 +65,16 @@ class ModelSpec:
     params: Mapping[str, Any] = field(default_factory=dict)  # PARAMETERs, typed
     messages: tuple[Mapping[str, str], ...] = ()  # MESSAGE history
     adapters: tuple[Path, ...] = ()  # LoRA adapter GGUFs (ADAPTER), applied beside the weights
+    draft: Path | None = None  # a draft model's GGUF (DRAFT): speculative decoding with it
+
+    @classmethod
+    def of(cls, stored: StoredModel) -> ModelSpec:
+        """The spec of a model in the store (its layers: TEMPLATE, SYSTEM, PARAMETERs...)."""
+        return cls(
+            path=stored.model_path, name=stored.name.display(), template=stored.template, system=stored.system,
+            params=dict(stored.params), messages=tuple(stored.messages), adapters=tuple(stored.adapters),
+            draft=stored.draft,
+        )
 
 
 def resolve(name_or_path: str | os.PathLike[str] | None, store: Store | None = None) -> ModelSpec:
@@ -70,16 +83,7 @@ def resolve(name_or_path: str | os.PathLike[str] | None, store: Store | None = N
         return ModelSpec(Path(name_or_path), name=Path(name_or_path).name)
     if name_or_path is not None and (name_or_path.endswith(".gguf") or os.sep in name_or_path) and Path(name_or_path).exists():
         return ModelSpec(Path(name_or_path), name=Path(name_or_path).name)
-    stored = resolve_model(store or Store(), name_or_path)
-    return ModelSpec(
-        path=stored.model_path,
-        name=stored.name.display(),
-        template=stored.template,
-        system=stored.system,
-        params=dict(stored.params),
-        messages=tuple(stored.messages),
-        adapters=tuple(stored.adapters),
-    )
+    return ModelSpec.of(resolve_model(store or Store(), name_or_path))
 
 
 def _nothing_kept_on_failure(init: Any) -> Any:
@@ -93,11 +97,13 @@ def _nothing_kept_on_failure(init: Any) -> Any:
         except BaseException:
             gguf = self.__dict__.get("gguf")
             adapters = self.__dict__.get("adapters", ())
+            draft = self.__dict__.get("draft_gguf")
             self.__dict__.clear()
             for f in adapters:
                 f.close()
-            if gguf is not None:
-                gguf.close()
+            for g in (draft, gguf):
+                if g is not None:
+                    g.close()
             raise
 
     return wrapper
@@ -149,7 +155,27 @@ class Model:
             self.transformer, n_ctx=n_ctx, n_slots=num_parallel,
             n_batch=load_options.num_batch, n_thread=n_thread,
         )
-        self.engine = BatchEngine(self.runner, self.tokenizer)
+        drafter = None
+        if self.spec.draft is not None:
+            drafter = self._load_draft(self.spec.draft, n_ctx, num_parallel, load_options.num_batch, n_thread)
+        self.engine = BatchEngine(self.runner, self.tokenizer, drafter)
+
+    def _load_draft(self, path: Path, n_ctx: int, num_parallel: int, n_batch: int, n_thread: int) -> Drafter:
+        """The draft model (``kettle.engine.draft``): its own weights and KV cache, one slot per
+        main slot, the same context; refused unless its vocabulary is the main model's."""
+        self.draft_gguf = GGUFFile(path)
+        try:
+            tokenizer = Tokenizer.from_metadata(self.draft_gguf.metadata)
+        except TokenizerError as e:
+            raise GGUFError(path, f"tokenizer: {e}") from None
+        check_vocabularies(self.tokenizer, tokenizer, path.name)
+        model = load_model(self.draft_gguf)
+        if isinstance(model, Encoder):
+            raise UnsupportedModel(f"draft model {path.name}: an embedding model cannot draft")
+        check_load_fits(model.config, n_ctx=n_ctx, n_slots=num_parallel, n_batch=n_batch,
+                        n_thread=n_thread or (os.cpu_count() or 1))
+        runner = Runner(model, n_ctx=n_ctx, n_slots=num_parallel, n_batch=n_batch, n_thread=n_thread)
+        return Drafter(runner, self.transformer.config.n_vocab)
 
     def _can_generate(self, what: str) -> None:
         if self.embedding_only:
@@ -268,6 +294,8 @@ class Model:
     def close(self) -> None:
         for adapter in self.adapters:
             adapter.close()
+        if getattr(self, "draft_gguf", None) is not None:
+            self.draft_gguf.close()
         self.gguf.close()
 
     def __repr__(self) -> str:
@@ -339,8 +367,13 @@ def load(
     num_batch: int | None = None,
     num_gpu: int | None = None,
     num_parallel: int = 1,
+    draft: str | os.PathLike[str] | None = None,
 ) -> Model:
     """Load a model by store name (``"smollm2"``, ``"gemma3:270m"``) or ``.gguf`` path.
+
+    ``draft``: a smaller model of the same vocabulary (a store name or ``.gguf`` path) that
+    proposes tokens for the model to check (speculative decoding; ``draft_num_predict`` per
+    step; the output is the model's own). It replaces the model's Modelfile ``DRAFT``.
 
     With no name, the bundled default (smollm2) is used. ``num_parallel`` slots
     let that many sequences decode together (the server's continuous batching).
@@ -351,6 +384,8 @@ def load(
 
         warn_gpu_request("num_gpu", num_gpu)
     spec = resolve(name_or_path)
+    if draft is not None:
+        spec = dataclasses.replace(spec, draft=resolve(draft).path)
     given = {"num_ctx": num_ctx, "num_thread": num_thread, "num_batch": num_batch, "num_gpu": num_gpu}
     load_opts, _ = parse_options({k: v for k, v in given.items() if v is not None}, base=spec.params)
     return Model(spec, load_opts, num_parallel=num_parallel)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from kettle.engine.draft import Drafter
 from kettle.engine.runner import Runner
 from kettle.engine.speculative import PromptLookup
 from kettle.errors import ContextOverflow, KettleError, ServerBusy
@@ -105,7 +106,8 @@ class Sequence:
         self.stats = Stats()
         self.t_start = time.perf_counter_ns()
         self.t_first: int | None = None  # when the prompt finished
-        self.lookup = PromptLookup(self.prompt_ids) if params.draft_num_predict > 0 else None
+        drafting = params.draft_num_predict > 0 and engine.drafter is None  # a draft model needs no index
+        self.lookup = PromptLookup(self.prompt_ids) if drafting else None
         self.draft: list[int] = []  # tokens proposed for this step, evaluated after next_token
         # logprobs (params.logprobs): recorded, not yet sent; characters fed to / let out of
         # the stop matcher, which place each token's text
@@ -117,9 +119,10 @@ class Sequence:
 
 
 class BatchEngine:
-    def __init__(self, runner: Runner, tokenizer: Tokenizer) -> None:
+    def __init__(self, runner: Runner, tokenizer: Tokenizer, drafter: Drafter | None = None) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
+        self.drafter = drafter  # a draft model proposes the tokens to check; None: prompt lookup
         self.active: list[Sequence] = []
         self._free = list(range(runner.n_slots))
         newline = tokenizer.encode("\n", add_special=False)
@@ -255,13 +258,18 @@ class BatchEngine:
             scores.append(raw_logprob(row, seq.prompt_ids[len(scores)], top_n))
 
     def _draft(self, seq: Sequence, budget: int) -> list[int]:
-        """Tokens proposed to follow ``seq.next_token`` (prompt lookup), within the batch
-        budget, the request's token limit and the context window."""
-        if seq.lookup is None:
+        """Tokens proposed to follow ``seq.next_token`` (by the draft model, else by prompt
+        lookup), within the batch budget, the request's token limit and the context window."""
+        if seq.lookup is None and (self.drafter is None or seq.params.draft_num_predict < 1):
             return []
         room = min(budget, seq.limit - len(seq.generated) - 1,
                    self.runner.n_ctx - int(self.runner.cache.lengths[seq.slot]) - 2)
-        return seq.lookup.draft(min(seq.params.draft_num_predict, room))
+        k = min(seq.params.draft_num_predict, room)
+        if self.drafter is not None:
+            assert seq.next_token is not None
+            return self.drafter.propose(seq.slot, [*self.runner.cache.tokens[seq.slot], seq.next_token], k)
+        assert seq.lookup is not None
+        return seq.lookup.draft(k)
 
     def _verify(self, seq: Sequence, row: np.ndarray, draft_rows: list[np.ndarray]) -> list[Chunk]:
         """Sample from ``row`` (the logits after ``next_token``) and, while the sampled token

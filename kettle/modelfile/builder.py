@@ -3,7 +3,7 @@
 ``create_model`` works as ollama's create does: the new model starts from the
 FROM model's layers and replaces or adds only what the Modelfile says
 (PARAMETERs merge key by key over the base's; TEMPLATE, SYSTEM and MESSAGEs
-replace; LICENSE and ADAPTER add).
+replace; LICENSE and ADAPTER add; DRAFT replaces the base's draft model).
 
 FROM takes, in this order: a model in the store (a bundled one is pulled
 first when missing); a GGUF file (a path relative to ``base_dir``, absolute,
@@ -15,7 +15,9 @@ which the CLI's server path applies too, before it uploads anything. A
 server creates with ``allow_paths=False``: it opens no path at all.
 Each ADAPTER must be a LoRA adapter GGUF for the base's architecture
 (``kettle.models.lora`` checks it before the manifest is written); the engine
-applies it beside the base weights when the model loads.
+applies it beside the base weights when the model loads. DRAFT names a draft model as FROM
+names a model; its GGUF becomes a layer of its own and must share the model's vocabulary
+(``kettle.engine.draft``), checked before the manifest is written.
 
 Everything is parsed, typed and checked before the first write; if a write
 then fails, the blobs it added are pruned again, so a failed create leaves
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from kettle.errors import GGUFError, KettleError, ModelfileError
+from kettle.gguf import GGUFFile
 from kettle.modelfile.files import (
     FROM_NOT_FOUND,
     adapter_dir,
@@ -99,7 +102,8 @@ def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report
         digest = normalize_digest(arg)
         f = open_gguf(store.blob_path(digest))
         if f is None:
-            raise ModelfileError(f"FROM {arg}: no GGUF blob with that digest in the store", command.line)
+            raise ModelfileError(f"{command.instruction} {arg}: no GGUF blob with that digest in the store",
+                                 command.line)
         f.close()
         return _Base([store.layer_for_blob(MediaType.MODEL, digest)], _details(store.blob_path(digest), command))
     name = parse_name(arg)
@@ -120,7 +124,7 @@ def _resolve_base(store: Store, command: Command, base_dir: Path, report: Report
         return _from_store(store.resolve(name), name)
     if not allow_paths:
         raise ModelfileError(SERVER_FROM_NOT_FOUND, command.line)
-    raise ModelfileError(f"FROM {arg!r}: {FROM_NOT_FOUND}", command.line)
+    raise ModelfileError(f"{command.instruction} {arg!r}: {FROM_NOT_FOUND}", command.line)
 
 
 def _from_store(stored: StoredModel, name: ModelName) -> _Base:
@@ -198,6 +202,36 @@ def _quantized(store: Store, layers: list[Layer], quantize: str, report: Report,
     return [new if layer is model else layer for layer in layers], details.with_parent(parent) if parent else details
 
 
+def _draft_layer(store: Store, layers: list[Layer], draft: _Base, command: Command,
+                 track: Callable[[Layer, bool], Layer]) -> Layer:
+    """The DRAFT layer: the draft model's GGUF (a stored model's, or a file stored now), refused
+    unless its vocabulary is the model's (``kettle.engine.draft.check_vocabularies``)."""
+    from kettle.engine.draft import check_vocabularies
+    from kettle.tokenizer import Tokenizer
+
+    if draft.source is not None:
+        layer = track(store.layer_for_blob(MediaType.DRAFT, store.add_blob_stream(draft.source)), False)
+    else:
+        models = [layer for layer in draft.layers if layer.media_type == MediaType.MODEL]
+        if not models:
+            raise ModelfileError(f"DRAFT {command.value}: the draft has no GGUF model layer", command.line)
+        layer = track(store.layer_for_blob(MediaType.DRAFT, models[0].digest), True)
+    model = next((m for m in layers if m.media_type == MediaType.MODEL), None)
+    if model is None:
+        raise ModelfileError(f"DRAFT {command.value}: the model has no GGUF layer to draft for", command.line)
+    try:
+        with GGUFFile(store.blob_path(model.digest)) as main, GGUFFile(store.blob_path(layer.digest)) as small:
+            check_vocabularies(Tokenizer.from_metadata(main.metadata), Tokenizer.from_metadata(small.metadata),
+                               command.value)
+            if small.metadata.get(f"{small.architecture}.pooling_type") is not None:
+                raise ModelfileError(f"DRAFT {command.value}: an embedding model cannot draft", command.line)
+    except KettleError as e:
+        if isinstance(e, ModelfileError):
+            raise
+        raise ModelfileError(f"DRAFT {command.value}: {e}", command.line) from None
+    return layer
+
+
 def _replace(layers: list[Layer], media_types: tuple[str, ...], new: Layer | None) -> list[Layer]:
     kept = [layer for layer in layers if layer.media_type not in media_types]
     return kept + ([new] if new is not None else [])
@@ -239,11 +273,14 @@ def create_model(
         base = _resolve_base(store, spec.base, base_dir, report, allow_paths)
         if base.source is not None:
             opened.append(base.source)
+        draft = _resolve_base(store, spec.draft, base_dir, report, allow_paths) if spec.draft else None
+        if draft is not None and draft.source is not None:
+            opened.append(draft.source)
         if quantize:
             from kettle.quant.mixes import file_type
 
             file_type(quantize)  # an unknown type is refused before anything is written
-        return _write(store, target, spec, base, adapters, report, quantize or None)
+        return _write(store, target, spec, base, adapters, report, quantize or None, draft)
     finally:
         for f in opened:
             f.close()
@@ -257,6 +294,7 @@ def _write(
     adapters: list[tuple[Layer | None, BinaryIO | Path | None]],
     report: Report,
     quantize: str | None = None,
+    draft: _Base | None = None,
 ) -> str:
     added: list[str] = []
 
@@ -288,6 +326,8 @@ def _write(
                     layer = track(store.layer_for_blob(MediaType.ADAPTER, store.add_blob_stream(f)), False)
                 _check_adapter(store, layers, layer, command)
                 layers.append(layer)
+            if draft is not None and spec.draft is not None:
+                layers = _replace(layers, (MediaType.DRAFT,), _draft_layer(store, layers, draft, spec.draft, track))
             if spec.parameters:
                 merged = {**base.params, **spec.parameters}
                 layers = _replace(layers, (MediaType.PARAMS,), text_layer(MediaType.PARAMS, params_json(merged)))
@@ -332,8 +372,8 @@ def format_parameter(value: object) -> str:
 def to_modelfile(stored: StoredModel, name: str | None = None) -> str:
     """A Modelfile that builds ``stored`` again (``kettle show --modelfile``).
 
-    FROM is the GGUF blob's path, as ollama prints it; adapters are given by
-    digest. Raises ModelfileError for a value no Modelfile syntax can hold.
+    FROM is the GGUF blob's path, as ollama prints it; adapters and the draft model are
+    given by digest. Raises ModelfileError for a value no Modelfile syntax can hold.
     """
     shown = name or stored.name.display()
     commands = [Command(Instruction.FROM, str(stored.model_path))]
@@ -346,6 +386,8 @@ def to_modelfile(stored: StoredModel, name: str | None = None) -> str:
         values = value if isinstance(value, (list, tuple)) else [value]
         commands += [Command(Instruction.PARAMETER, format_parameter(v), key) for v in values if v is not None]
     commands += [Command(Instruction.ADAPTER, normalize_digest(path.name)) for path in stored.adapters]
+    if stored.draft is not None:
+        commands.append(Command(Instruction.DRAFT, normalize_digest(stored.draft.name)))
     commands += [Command(Instruction.LICENSE, text) for text in stored.license]
     commands += [Command(Instruction.MESSAGE, m["content"], m["role"]) for m in stored.messages]
     header = (

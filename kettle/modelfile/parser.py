@@ -8,6 +8,7 @@ Syntax, line by line::
     TEMPLATE <value>
     SYSTEM <value>
     ADAPTER <path | sha256:<hex>>
+    DRAFT <model name | path.gguf | sha256:<hex>>    a draft model for speculative decoding
     LICENSE <value>
     MESSAGE <system|user|assistant> <value>
 
@@ -25,7 +26,7 @@ not kept; line numbers do not take part in equality).
 
 Differences from ollama, on purpose: tabs inside values are kept (ollama
 drops them); ``MESSAGE`` roles are case-insensitive; the ollama-only
-instructions REQUIRES, DRAFT, RENDERER and PARSER are rejected by name; a
+instructions REQUIRES, RENDERER and PARSER are rejected by name; a
 second FROM is an error (ollama merges several model files).
 '''
 
@@ -42,7 +43,7 @@ MAX_MODELFILE_BYTES = 32 << 20  # a whole Modelfile
 MAX_LINE_CHARS = 1 << 20  # one line; a longer one is an error, not a slow parse
 
 MESSAGE_ROLES = ("system", "user", "assistant")
-UNSUPPORTED = ("REQUIRES", "DRAFT", "RENDERER", "PARSER")  # ollama has them; kettle does not
+UNSUPPORTED = ("REQUIRES", "RENDERER", "PARSER")  # ollama has them; kettle does not
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LINE_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
@@ -59,6 +60,7 @@ class Instruction(enum.StrEnum):
     TEMPLATE = "TEMPLATE"
     SYSTEM = "SYSTEM"
     ADAPTER = "ADAPTER"
+    DRAFT = "DRAFT"
     LICENSE = "LICENSE"
     MESSAGE = "MESSAGE"
 

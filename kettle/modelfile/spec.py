@@ -5,7 +5,7 @@ no file is read and nothing is written here. Every error is a ModelfileError
 with the line of the command it comes from.
 
 Repeats follow ollama: ``PARAMETER stop`` lines collect into a list; any other
-parameter, TEMPLATE and SYSTEM keep the last one; LICENSE, ADAPTER and MESSAGE
+parameter, TEMPLATE, SYSTEM and DRAFT keep the last one; LICENSE, ADAPTER and MESSAGE
 lines all count, in order.
 """
 
@@ -31,6 +31,7 @@ class ModelSpec:
     licenses: tuple[str, ...] = ()
     adapters: tuple[Command, ...] = ()
     messages: tuple[dict[str, str], ...] = ()
+    draft: Command | None = None  # the last DRAFT: a draft model for speculative decoding
 
 
 def _parameter(command: Command) -> object:
@@ -69,6 +70,7 @@ def interpret(modelfile: Modelfile) -> ModelSpec:
     licenses: list[str] = []
     adapters: list[Command] = []
     messages: list[dict[str, str]] = []
+    draft: Command | None = None
     for command in modelfile.commands:
         kind = command.instruction
         if kind is Instruction.PARAMETER:
@@ -86,6 +88,8 @@ def interpret(modelfile: Modelfile) -> ModelSpec:
             licenses.append(command.value)
         elif kind is Instruction.ADAPTER:
             adapters.append(command)
+        elif kind is Instruction.DRAFT:
+            draft = command
         elif kind is Instruction.MESSAGE:
             messages.append({"role": command.key, "content": command.value})
     if stops:
@@ -98,4 +102,5 @@ def interpret(modelfile: Modelfile) -> ModelSpec:
         licenses=tuple(licenses),
         adapters=tuple(adapters),
         messages=tuple(messages),
+        draft=draft,
     )

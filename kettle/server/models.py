@@ -80,11 +80,7 @@ class Catalog:
             stored = resolve_model(self.store, text)
         except ModelNotFound:
             raise ModelNotFound(text) from None
-        spec = ModelSpec(
-            path=stored.model_path, name=stored.name.display(), template=stored.template, system=stored.system,
-            params=dict(stored.params), messages=stored.messages, adapters=tuple(stored.adapters),
-        )
-        return Resolved(stored.name.display(), spec, stored)
+        return Resolved(stored.name.display(), ModelSpec.of(stored), stored)
 
     def trained_context(self, path: Path) -> int | None:
         with self._lock:

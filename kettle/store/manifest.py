@@ -44,6 +44,7 @@ class MediaType(enum.StrEnum):
     SYSTEM = "application/vnd.ollama.image.system"
     LICENSE = "application/vnd.ollama.image.license"
     ADAPTER = "application/vnd.ollama.image.adapter"
+    DRAFT = "application/vnd.kettle.image.draft"  # a draft model's GGUF (Modelfile DRAFT)
     MESSAGES = "application/vnd.ollama.image.messages"
     PROJECTOR = "application/vnd.ollama.image.projector"
     PROMPT = "application/vnd.ollama.image.prompt"  # legacy name of TEMPLATE

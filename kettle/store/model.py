@@ -30,6 +30,7 @@ class StoredModel:
     ``params`` maps parameter names to typed values (``stop`` is a list).
     ``messages`` are ``{"role": ..., "content": ...}`` dicts.
     ``adapters`` are the LoRA adapter blobs (ADAPTER), applied when the model loads.
+    ``draft`` is the draft model's GGUF blob (DRAFT), loaded beside it for speculative decoding.
     """
 
     name: ModelName
@@ -44,6 +45,7 @@ class StoredModel:
     license: tuple[str, ...] = ()
     adapters: tuple[Path, ...] = ()
     messages: tuple[dict[str, str], ...] = ()
+    draft: Path | None = None
 
     @property
     def size(self) -> int:
@@ -103,6 +105,7 @@ def load_stored_model(store: Store, name: ModelName, manifest: Manifest, digest:
     template = system = None
     licenses: list[str] = []
     adapters: list[Path] = []
+    draft: Path | None = None
     messages: tuple[dict[str, str], ...] = ()
     for layer in manifest.layers:
         kind = layer.media_type
@@ -122,6 +125,11 @@ def load_stored_model(store: Store, name: ModelName, manifest: Manifest, digest:
                 raise StoreError(f"model {name.display()}: adapter blob {layer.digest} is missing")
             _verified(store, name, layer)
             adapters.append(store.blob_path(layer.digest))
+        elif kind == MediaType.DRAFT:
+            if store.blob_size(layer.digest) != layer.size:
+                raise StoreError(f"model {name.display()}: draft model blob {layer.digest} is missing or incomplete")
+            _verified(store, name, layer)
+            draft = store.blob_path(layer.digest)
         elif kind == MediaType.MESSAGES:
             messages = _messages(_json(store, layer), layer.digest)
     config = store.read_blob_bytes(manifest.config.digest, limit=MAX_TEXT_LAYER_BYTES)
@@ -138,4 +146,5 @@ def load_stored_model(store: Store, name: ModelName, manifest: Manifest, digest:
         license=tuple(licenses),
         adapters=tuple(adapters),
         messages=messages,
+        draft=draft,
     )
