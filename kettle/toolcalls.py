@@ -5,7 +5,8 @@ OpenAI's values (kettle also takes them on ``/api/chat``, where ollama has no su
 * ``"auto"`` (or absent): the tools are rendered; the model may answer or call;
 * ``"none"``: the tools are hidden: not rendered, and the answer is not read for calls;
 * ``"required"``: decoding is constrained so that the answer is exactly one call to one of
-  the tools, its ``arguments`` matching that tool's ``parameters`` schema;
+  the tools, its ``arguments`` matching that tool's ``parameters`` schema (an object schema
+  that does not set ``additionalProperties`` is closed: only the arguments it lists);
 * ``{"type": "function", "function": {"name": N}}`` (or the Responses API's flat
   ``{"type": "function", "name": N}``): the same, to the tool ``N`` only.
 
@@ -129,6 +130,16 @@ def call_syntax(template_source: str) -> CallSyntax:
     return CallSyntax(arguments_key=key)
 
 
+def closed(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool's ``parameters`` for a forced call: an object schema that does not set
+    ``additionalProperties`` is closed, so the call holds only the arguments the tool declares
+    (``{}`` for a tool with none), never ones the model invents and the tool cannot take."""
+    out = dict(params)
+    if out.get("type", "object") == "object" and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
 def call_grammar(tools: Sequence[Mapping[str, Any]], choice: ToolChoice, syntax: CallSyntax,
                  json_options: Mapping[str, Any]) -> str:
     """A Lark grammar (llguidance's dialect) of exactly one call allowed by ``choice``:
@@ -140,7 +151,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]], choice: ToolChoice, syntax:
             continue
         schema = {
             "x-guidance": dict(json_options), "type": "object",
-            "properties": {"name": {"const": name}, syntax.arguments_key: dict(params)},
+            "properties": {"name": {"const": name}, syntax.arguments_key: closed(params)},
             "required": ["name", syntax.arguments_key], "additionalProperties": False,
         }
         alternatives.append((f"call_{i}", schema))
