@@ -30,7 +30,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("KETTLE_MAX_LOADED_MODELS", "2", "models resident at once; least recently used leaves first"),
         Setting("KETTLE_NUM_PARALLEL", "4", "sequences decoded together per loaded model"),
         Setting("KETTLE_MAX_QUEUE", "64", "requests waiting for a slot before the server answers 503"),
-        Setting("KETTLE_KV_CACHE_TYPE", "f32", "KV cache element type: f32, f16 (half the memory) or q8_0 (a quarter)"),
+        Setting("KETTLE_KV_CACHE_TYPE", "f16", "KV cache element type: f16, f32 (twice the memory) or q8_0 (half)"),
         Setting("KETTLE_MAX_STORED_COMPLETIONS", "1000",
                 "chat completions kept with store: true (the oldest go first; 0 keeps none)"),
         Setting("KETTLE_ORIGINS", "", "extra CORS origins, comma separated (localhost and app schemes always pass)"),

@@ -9,7 +9,8 @@ Arrays come from ``np.zeros``, whose pages the OS maps lazily: a 4096-token
 cache costs memory only for the positions actually written.
 
 ``kind`` is the element type, as llama.cpp's ``-ctk/-ctv`` (``kettle.ops.kv_elements``):
-``f32`` (the default), ``f16`` (half of it, llama.cpp's and ollama's default), or ``q8_0``
+``f16`` (the default, as llama.cpp's and ollama's), ``f32`` (twice the memory; exact against
+float32 references, which the converter and LoRA tests pin), or ``q8_0``
 (about a quarter: int8 codes and one f16 scale per 32 values). Keys and values are stored in that type when
 ``put`` and read by the attention kernels as they are, never widened into a copy.
 """
@@ -24,7 +25,7 @@ from kettle.errors import ContextOverflow, InsufficientMemory, InvalidParameter
 from kettle.ops._jit import exact_kernel
 from kettle.ops.kv_elements import BYTES_PER_VALUE, KV_TYPES, storage, store_row
 
-DEFAULT_KIND = "f32"  # exact against float32 references; f16 is llama.cpp's default
+DEFAULT_KIND = "f16"  # llama.cpp's and ollama's default; f32 for float32-exact comparisons
 
 
 def kv_cache_type() -> str:

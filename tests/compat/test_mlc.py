@@ -60,12 +60,16 @@ class Recorder(DeltaCallback):
         self.stops += 1
 
 
+RED_FRUITS = ("raspberry", "strawberry", "cherry", "apple", "tomato", "watermelon", "pomegranate", "cranberry")
+
+
 def test_second_question_refers_to_the_first_answer(cm: ChatModule) -> None:
     first = cm.generate("Name one fruit that is red.")
-    assert "Raspberry" in first
+    named = [f for f in RED_FRUITS if f in first.lower()]
+    assert named, first
     prefill_before, _ = totals(cm)
     second = cm.generate("What color is it?")
-    assert "Raspberry" in second, "the answer builds on the first answer"
+    assert any(f in second.lower() for f in named), ("the answer builds on the first answer", first, second)
     assert first in cached_text(cm), "the KV cache holds the whole conversation"
     model = cm.kettle_model
     prompt = model.prompts.render_chat(cm.history[:-1])  # the second turn's prompt

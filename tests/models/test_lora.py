@@ -45,6 +45,12 @@ def _agree(mine: np.ndarray, ref: np.ndarray) -> None:
     assert same_top >= 0.95 and worst <= 0.02, (same_top, worst)
 
 
+@pytest.fixture(autouse=True)
+def _f32_cache(monkeypatch):
+    """The oracle bound (2%) is met with float32 keys and values; f16's rounding adds ~0.2%."""
+    monkeypatch.setenv("KETTLE_KV_CACHE_TYPE", "f32")
+
+
 def test_matches_llama_cpp_with_and_without_the_adapter(case):
     base, adapter = case
     oracle = np.load(ORACLE)
