@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import models  # noqa: E402
+import models  # noqa: E402  (bench/models.py, beside this file)
 
 
 def f16_file(name: str, directory: Path) -> Path:
