@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -25,26 +24,16 @@ MODELS = {"smollm2": ("smollm2", "smollm2-135m-q4_1"), "gemma3": ("gemma3:270m",
 
 def perplexity(store_name: str, case: str) -> float:
     """kettle's perplexity on the oracle text, chunked as the oracle's llama.cpp run was."""
-    import numpy as np
-
     import kettle
+    from kettle.perplexity import chunks
+    from kettle.perplexity import perplexity as score
 
     ref = json.loads((ORACLE / case / "perplexity.json").read_text())["c_api_recomputation"]
     text = (ORACLE / "texts" / "gpl3-first-14000.txt").read_text().removesuffix("\n")
     model = kettle.load(store_name, num_ctx=2048)
     ids = model.tokenize(text, add_special=True, parse_special=False)
-    n_ctx, first = ref["n_ctx"], ref["first_scored_position"]
-    nll = []
-    for k in range(ref["n_chunks"]):
-        chunk = ids[k * n_ctx:(k + 1) * n_ctx]
-        if ref["add_bos"]:
-            chunk = [model.tokenizer.bos_id] + chunk[1:]
-        lg = model.logits(chunk).astype(np.float64)
-        for j in range(first, n_ctx - 1):
-            row = lg[j]
-            m = row.max()
-            nll.append(-(row[chunk[j + 1]] - m - math.log(np.exp(row - m).sum())))
-    return math.exp(sum(nll) / len(nll))
+    parts = chunks(ids, ref["n_ctx"], ref["n_chunks"], model.tokenizer.bos_id if ref["add_bos"] else None)
+    return score(model.logits, parts, ref["first_scored_position"])
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import kettle
+from kettle.perplexity import chunks, perplexity
 
 MODELS = ["smollm2-135m-q4_1", "gemma3-270m-q4_k_m"]
 TOLERANCE = 0.5  # logits: a different top token must be within this of llama.cpp's
@@ -91,18 +92,8 @@ def test_perplexity_within_one_percent(case):
         text = text[:-1]
     ids = model.tokenize(text, add_special=True, parse_special=False)
     assert ids == ref["text_ids"]
-    n_ctx, first = ref["n_ctx"], ref["first_scored_position"]
-    nll = []
-    for k in range(ref["n_chunks"]):
-        chunk = ids[k * n_ctx : (k + 1) * n_ctx]
-        if ref["add_bos"]:
-            chunk = [model.tokenizer.bos_id] + chunk[1:]
-        lg = model.logits(chunk).astype(np.float64)
-        for j in range(first, n_ctx - 1):
-            row = lg[j]
-            m = row.max()
-            nll.append(-(row[chunk[j + 1]] - m - math.log(np.exp(row - m).sum())))
-    ppl = math.exp(sum(nll) / len(nll))
+    parts = chunks(ids, ref["n_ctx"], ref["n_chunks"], model.tokenizer.bos_id if ref["add_bos"] else None)
+    ppl = perplexity(model.logits, parts, ref["first_scored_position"])
     print(f"\nperplexity kettle {ppl:.4f} vs llama.cpp {ref['ppl']:.4f}")
     assert abs(ppl / ref["ppl"] - 1) < 0.01
 

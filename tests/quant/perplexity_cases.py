@@ -14,11 +14,13 @@ tokens, each from an empty cache, the second half of each scored.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from kettle.perplexity import chunks as perplexity_chunks
+from kettle.perplexity import perplexity as kettle_perplexity
 
 TYPES = ["Q8_0", "Q6_K", "Q4_K_M", "Q4_0"]
 TEXT = Path(__file__).parents[1] / "oracle" / "texts" / "gpl3-first-14000.txt"
@@ -50,18 +52,9 @@ def text() -> str:
 
 def chunks(ids: Sequence[int], bos: int | None) -> list[list[int]]:
     """The N_CHUNKS chunks of ``ids``; with a ``bos`` (the model's add_bos), each chunk starts with it."""
-    n = min(N_CHUNKS, len(ids) // N_CTX)
-    out = [list(ids[k * N_CTX : (k + 1) * N_CTX]) for k in range(n)]
-    return [[bos] + c[1:] for c in out] if bos is not None else out
+    return perplexity_chunks(ids, N_CTX, N_CHUNKS, bos)
 
 
 def perplexity(logits: Callable[[list[int]], np.ndarray], parts: Sequence[list[int]]) -> float:
     """exp(mean nll) of each chunk's tokens FIRST_SCORED+1.. given ``logits(chunk)`` -> (N_CTX, n_vocab)."""
-    nll = []
-    for chunk in parts:
-        lg = np.asarray(logits(chunk), dtype=np.float64)
-        for j in range(FIRST_SCORED, N_CTX - 1):
-            row = lg[j]
-            m = row.max()
-            nll.append(-(row[chunk[j + 1]] - m - math.log(np.exp(row - m).sum())))
-    return math.exp(sum(nll) / len(nll))
+    return kettle_perplexity(logits, parts, FIRST_SCORED)
