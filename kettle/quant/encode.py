@@ -9,8 +9,11 @@ C code is compiled without fused multiply-adds or reassociation, so every
 float32 operation here is written in the same order, with integers converted
 to float32 where C converts them (numba would otherwise widen to float64).
 
-Each kernel takes ``x`` (n_blocks, 256) float32 and returns (n_blocks,
-type_size) uint8; super-blocks are independent, so blocks run in parallel.
+Each kernel takes ``x`` (n_blocks, 256) float32 and fills ``out`` (n_blocks,
+type_size) uint8, zeros on entry; super-blocks are independent, so blocks run
+in parallel. The byte offset of each block field (``types.BLOCK_FIELDS``) is an
+argument, ``<field>_at``: a run-time value, so numba's disk cache (keyed on this
+file alone) can never hold a kernel built for another layout.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from numba import prange
 
 from kettle.quant._jit import bits_to_f32, f16_table, f32_to_bits
+from kettle.quant.types import QUANT_INFO, GGMLType, offsets
 
 F32 = np.float32
 QK_K = 256
@@ -246,9 +250,8 @@ def _pack_2bit(out, b, at, L):
 
 
 @_par
-def quantize_q2_k(x, lut):
+def quantize_q2_k(x, lut, out, scales_at, qs_at, d_at, dmin_at):
     nb = x.shape[0]
-    out = np.zeros((nb, 84), np.uint8)
     for b in prange(nb):
         xb = x[b]
         L = np.zeros(QK_K, np.int32)
@@ -270,31 +273,30 @@ def quantize_q2_k(x, lut):
         if max_scale > 0:
             iscale = F32(15) / max_scale
             for j in range(16):
-                out[b, j] = np.uint8(nearest_int(iscale * scales[j]) & 0xFF)
-            _put_half(out, b, 80, max_scale / F32(15))
+                out[b, scales_at + j] = np.uint8(nearest_int(iscale * scales[j]) & 0xFF)
+            _put_half(out, b, d_at, max_scale / F32(15))
         if max_min > 0:
             iscale = F32(15) / max_min
             for j in range(16):
-                out[b, j] = np.uint8((np.int32(out[b, j]) | (nearest_int(iscale * mins[j]) << 4)) & 0xFF)
-            _put_half(out, b, 82, max_min / F32(15))
-        d_all = _half(lut, np.int64(out[b, 80]) | (np.int64(out[b, 81]) << 8))
-        m_all = _half(lut, np.int64(out[b, 82]) | (np.int64(out[b, 83]) << 8))
+                sm = np.int32(out[b, scales_at + j]) | (nearest_int(iscale * mins[j]) << 4)  # scale | min << 4
+                out[b, scales_at + j] = np.uint8(sm & 0xFF)
+            _put_half(out, b, dmin_at, max_min / F32(15))
+        d_all = _half(lut, np.int64(out[b, d_at]) | (np.int64(out[b, d_at + 1]) << 8))
+        m_all = _half(lut, np.int64(out[b, dmin_at]) | (np.int64(out[b, dmin_at + 1]) << 8))
         for j in range(16):
-            d = d_all * F32(out[b, j] & 0xF)
+            d = d_all * F32(out[b, scales_at + j] & 0xF)
             if d == 0:
                 continue
-            dm = m_all * F32(out[b, j] >> 4)
+            dm = m_all * F32(out[b, scales_at + j] >> 4)
             for ii in range(16):
                 l = nearest_int((xb[16 * j + ii] + dm) / d)
                 L[16 * j + ii] = max(0, min(3, l))
-        _pack_2bit(out, b, 16, L)
-    return out
+        _pack_2bit(out, b, qs_at, L)
 
 
 @_par
-def quantize_q3_k(x, lut):
+def quantize_q3_k(x, lut, out, hmask_at, qs_at, scales_at, d_at):
     nb = x.shape[0]
-    out = np.zeros((nb, 110), np.uint8)
     for b in prange(nb):
         xb = x[b]
         L = np.zeros(QK_K, np.int32)
@@ -314,16 +316,16 @@ def quantize_q3_k(x, lut):
                 l = np.int32(np.int8(nearest_int(iscale * scales[j]) & 0xFF))
                 l = max(-32, min(31, l)) + 32
                 if j < 8:
-                    out[b, 96 + j] = np.uint8(l & 0xF)
+                    out[b, scales_at + j] = np.uint8(l & 0xF)
                 else:
-                    out[b, 96 + j - 8] |= np.uint8((l & 0xF) << 4)
+                    out[b, scales_at + j - 8] |= np.uint8((l & 0xF) << 4)
                 l >>= 4
-                out[b, 96 + j % 4 + 8] |= np.uint8(l << (2 * (j // 4)))
-            _put_half(out, b, 108, F32(1) / iscale)
-        d_all = _half(lut, np.int64(out[b, 108]) | (np.int64(out[b, 109]) << 8))
+                out[b, scales_at + j % 4 + 8] |= np.uint8(l << (2 * (j // 4)))
+            _put_half(out, b, d_at, F32(1) / iscale)
+        d_all = _half(lut, np.int64(out[b, d_at]) | (np.int64(out[b, d_at + 1]) << 8))
         for j in range(16):
-            sc = np.int32(out[b, 96 + j] & 0xF) if j < 8 else np.int32(out[b, 96 + j - 8] >> 4)
-            sc = (sc | (((np.int32(out[b, 96 + 8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
+            sc = np.int32(out[b, scales_at + j] & 0xF) if j < 8 else np.int32(out[b, scales_at + j - 8] >> 4)
+            sc = (sc | (((np.int32(out[b, scales_at + 8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
             d = d_all * F32(sc)
             if d == 0:
                 continue
@@ -334,19 +336,19 @@ def quantize_q3_k(x, lut):
         hm = 1
         for j in range(QK_K):
             if L[j] > 3:
-                out[b, m] |= np.uint8(hm)
+                out[b, hmask_at + m] |= np.uint8(hm)
                 L[j] -= 4
             m += 1
             if m == 32:
                 m = 0
                 hm <<= 1
-        _pack_2bit(out, b, 32, L)
-    return out
+        _pack_2bit(out, b, qs_at, L)
 
 
 @_jit
-def _kq_scales(out, b, scales, mins, nmax, L, xb, lut, rmin, rdelta, nstep, weights, Laux):
-    """Q4_K / Q5_K: per-32 search, 6-bit scales and mins, then codes from the stored scales."""
+def _kq_scales(out, b, d_at, dmin_at, sc_at, scales, mins, nmax, L, xb, lut, rmin, rdelta, nstep, weights, Laux):
+    """Q4_K / Q5_K: per-32 search, 6-bit scales and mins (12 bytes at ``sc_at``), d and dmin,
+    then codes from the stored scales."""
     max_scale = F32(0)
     max_min = F32(0)
     for j in range(8):
@@ -368,23 +370,23 @@ def _kq_scales(out, b, scales, mins, nmax, L, xb, lut, rmin, rdelta, nstep, weig
         ls = min(63, nearest_int(inv_scale * scales[j]) & 0xFF)
         lm = min(63, nearest_int(inv_min * mins[j]) & 0xFF)
         if j < 4:
-            out[b, 4 + j] = np.uint8(ls)
-            out[b, 4 + j + 4] = np.uint8(lm)
+            out[b, sc_at + j] = np.uint8(ls)
+            out[b, sc_at + j + 4] = np.uint8(lm)
         else:
-            out[b, 4 + j + 4] = np.uint8((ls & 0xF) | ((lm & 0xF) << 4))
-            out[b, 4 + j - 4] |= np.uint8((ls >> 4) << 6)
-            out[b, 4 + j] |= np.uint8((lm >> 4) << 6)
-    _put_half(out, b, 0, max_scale / F32(63))
-    _put_half(out, b, 2, max_min / F32(63))
-    d_all = _half(lut, np.int64(out[b, 0]) | (np.int64(out[b, 1]) << 8))
-    m_all = _half(lut, np.int64(out[b, 2]) | (np.int64(out[b, 3]) << 8))
+            out[b, sc_at + j + 4] = np.uint8((ls & 0xF) | ((lm & 0xF) << 4))
+            out[b, sc_at + j - 4] |= np.uint8((ls >> 4) << 6)
+            out[b, sc_at + j] |= np.uint8((lm >> 4) << 6)
+    _put_half(out, b, d_at, max_scale / F32(63))
+    _put_half(out, b, dmin_at, max_min / F32(63))
+    d_all = _half(lut, np.int64(out[b, d_at]) | (np.int64(out[b, d_at + 1]) << 8))
+    m_all = _half(lut, np.int64(out[b, dmin_at]) | (np.int64(out[b, dmin_at + 1]) << 8))
     for j in range(8):
         if j < 4:
-            sc = np.int32(out[b, 4 + j] & 63)
-            m = np.int32(out[b, 4 + j + 4] & 63)
+            sc = np.int32(out[b, sc_at + j] & 63)
+            m = np.int32(out[b, sc_at + j + 4] & 63)
         else:
-            sc = np.int32(out[b, 4 + j + 4] & 0xF) | ((np.int32(out[b, 4 + j - 4]) >> 6) << 4)
-            m = np.int32(out[b, 4 + j + 4] >> 4) | ((np.int32(out[b, 4 + j]) >> 6) << 4)
+            sc = np.int32(out[b, sc_at + j + 4] & 0xF) | ((np.int32(out[b, sc_at + j - 4]) >> 6) << 4)
+            m = np.int32(out[b, sc_at + j + 4] >> 4) | ((np.int32(out[b, sc_at + j]) >> 6) << 4)
         d = d_all * F32(sc)
         if d == 0:
             continue
@@ -395,59 +397,56 @@ def _kq_scales(out, b, scales, mins, nmax, L, xb, lut, rmin, rdelta, nstep, weig
 
 
 @_par
-def quantize_q4_k(x, lut):
+def quantize_q4_k(x, lut, out, d_at, dmin_at, scales_at, qs_at):
     nb = x.shape[0]
-    out = np.zeros((nb, 144), np.uint8)
     for b in prange(nb):
         L = np.zeros(QK_K, np.int32)
         Laux = np.zeros(32, np.int32)
         weights = np.zeros(32, np.float32)
         scales = np.zeros(8, np.float32)
         mins = np.zeros(8, np.float32)
-        _kq_scales(out, b, scales, mins, 15, L, x[b], lut, F32(-1.0), F32(0.1), 20, weights, Laux)
-        q = 16
+        _kq_scales(out, b, d_at, dmin_at, scales_at, scales, mins, 15, L, x[b], lut, F32(-1.0), F32(0.1), 20,
+                   weights, Laux)
+        q = qs_at
         for j in range(0, QK_K, 64):
             for l in range(32):
                 out[b, q + l] = np.uint8(L[j + l] | (L[j + l + 32] << 4))
             q += 32
-    return out
 
 
 @_par
-def quantize_q5_k(x, lut):
+def quantize_q5_k(x, lut, out, d_at, dmin_at, scales_at, qh_at, qs_at):
     nb = x.shape[0]
-    out = np.zeros((nb, 176), np.uint8)
     for b in prange(nb):
         L = np.zeros(QK_K, np.int32)
         Laux = np.zeros(32, np.int32)
         weights = np.zeros(32, np.float32)
         scales = np.zeros(8, np.float32)
         mins = np.zeros(8, np.float32)
-        _kq_scales(out, b, scales, mins, 31, L, x[b], lut, F32(-0.5), F32(0.1), 15, weights, Laux)
+        _kq_scales(out, b, d_at, dmin_at, scales_at, scales, mins, 31, L, x[b], lut, F32(-0.5), F32(0.1), 15,
+                   weights, Laux)
         m1 = 1
         m2 = 2
-        ql = 48
+        ql = qs_at
         for n in range(0, QK_K, 64):
             for j in range(32):
                 l1 = L[n + j]
                 if l1 > 15:
                     l1 -= 16
-                    out[b, 16 + j] |= np.uint8(m1)
+                    out[b, qh_at + j] |= np.uint8(m1)
                 l2 = L[n + j + 32]
                 if l2 > 15:
                     l2 -= 16
-                    out[b, 16 + j] |= np.uint8(m2)
+                    out[b, qh_at + j] |= np.uint8(m2)
                 out[b, ql + j] = np.uint8(l1 | (l2 << 4))
             m1 <<= 2
             m2 <<= 2
             ql += 32
-    return out
 
 
 @_par
-def quantize_q6_k(x, lut):
+def quantize_q6_k(x, lut, out, ql_at, qh_at, scales_at, d_at):
     nb = x.shape[0]
-    out = np.zeros((nb, 210), np.uint8)
     for b in prange(nb):
         xb = x[b]
         L = np.zeros(QK_K, np.int32)
@@ -464,19 +463,19 @@ def quantize_q6_k(x, lut):
         if max_abs_scale < GROUP_MAX_EPS:
             continue  # an all-zero block, d = 0
         iscale = F32(-128) / max_scale
-        _put_half(out, b, 208, F32(1) / iscale)
+        _put_half(out, b, d_at, F32(1) / iscale)
         for ib in range(16):
-            out[b, 192 + ib] = np.uint8(min(127, nearest_int(iscale * scales[ib])) & 0xFF)
-        d_all = _half(lut, np.int64(out[b, 208]) | (np.int64(out[b, 209]) << 8))
+            out[b, scales_at + ib] = np.uint8(min(127, nearest_int(iscale * scales[ib])) & 0xFF)
+        d_all = _half(lut, np.int64(out[b, d_at]) | (np.int64(out[b, d_at + 1]) << 8))
         for j in range(16):
-            d = d_all * F32(np.int8(out[b, 192 + j]))
+            d = d_all * F32(np.int8(out[b, scales_at + j]))
             if d == 0:
                 continue
             for ii in range(16):
                 l = nearest_int(xb[16 * j + ii] / d)
                 L[16 * j + ii] = max(-32, min(31, l)) + 32
-        ql = 0
-        qh = 128
+        ql = ql_at
+        qh = qh_at
         for j in range(0, QK_K, 128):
             for l in range(32):
                 q1 = L[j + l] & 0xF
@@ -490,7 +489,6 @@ def quantize_q6_k(x, lut):
                 )
             ql += 64
             qh += 32
-    return out
 
 
 ENCODERS = {"Q2_K": quantize_q2_k, "Q3_K": quantize_q3_k, "Q4_K": quantize_q4_k, "Q5_K": quantize_q5_k, "Q6_K": quantize_q6_k}
@@ -499,4 +497,7 @@ ENCODERS = {"Q2_K": quantize_q2_k, "Q3_K": quantize_q3_k, "Q4_K": quantize_q4_k,
 def encode_k(name: str, blocks: np.ndarray) -> np.ndarray:
     """(n_blocks, 256) float32 -> (n_blocks, type_size) uint8 with llama.cpp's bytes."""
     x = np.ascontiguousarray(blocks, dtype=np.float32)
-    return ENCODERS[name](x, f16_table())
+    t = GGMLType[name]
+    out = np.zeros((x.shape[0], QUANT_INFO[t].type_size), np.uint8)
+    ENCODERS[name](x, f16_table(), out, *offsets(t).values())  # the field offsets, in the kernel's argument order
+    return out

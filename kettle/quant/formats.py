@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from kettle.errors import UnsupportedModel, WeightError
-from kettle.quant.types import QUANT_INFO, GGMLType, row_nbytes, supported_type
+from kettle.quant.types import BLOCK_FIELDS, QUANT_INFO, Field, GGMLType, row_nbytes, supported_type
 
 FORMATS: dict[GGMLType, type[QuantFormat]] = {}
 
@@ -33,11 +33,13 @@ class QuantFormat:
     ggml_type: ClassVar[GGMLType]
     block_size: ClassVar[int]
     type_size: ClassVar[int]
+    fields: ClassVar[dict[str, Field]]  # the block's fields (``BLOCK_FIELDS``); empty for the float types
 
     def __init_subclass__(cls, ggml_type: GGMLType, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         info = QUANT_INFO[ggml_type]
         cls.ggml_type, cls.block_size, cls.type_size = (ggml_type, info.block_size, info.type_size)
+        cls.fields = BLOCK_FIELDS.get(ggml_type, {})
         if ggml_type in FORMATS:
             raise TypeError(f"two formats registered for {ggml_type.name}")
         FORMATS[ggml_type] = cls
@@ -51,6 +53,29 @@ class QuantFormat:
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
         """(n_blocks, block_size) float32 -> (n_blocks, type_size) uint8."""
         raise NotImplementedError
+
+    @classmethod
+    def field(cls, blocks: np.ndarray, name: str, dtype: type = np.uint8) -> np.ndarray:
+        """Field ``name`` of every block viewed as ``dtype``: (n_blocks, nbytes/itemsize)."""
+        return field(blocks, *cls.fields[name], dtype)
+
+    @classmethod
+    def half(cls, blocks: np.ndarray, name: str) -> np.ndarray:
+        """The IEEE half field ``name`` of every block as float32: (n_blocks, 1)."""
+        return cls.field(blocks, name, np.float16).astype(np.float32)
+
+    @classmethod
+    def pack(cls, **parts: np.ndarray) -> np.ndarray:
+        """Blocks from every field's bytes, by name, each (n_blocks, nbytes) uint8: (n_blocks, type_size)."""
+        if parts.keys() != cls.fields.keys():
+            raise ValueError(f"{cls.ggml_type.name} blocks are {list(cls.fields)}, not {list(parts)}")
+        n = len(next(iter(parts.values())))
+        out = np.empty((n, cls.type_size), np.uint8)
+        for name, (at, nbytes) in cls.fields.items():
+            if parts[name].shape != (n, nbytes):
+                raise ValueError(f"{cls.ggml_type.name}.{name} is ({n}, {nbytes}) bytes, not {parts[name].shape}")
+            out[:, at : at + nbytes] = parts[name]
+        return out
 
 
 # --- byte-field helpers shared by the block classes ---------------------------------

@@ -1,6 +1,7 @@
 """numpy reference of the K-quants (256-element super-blocks): Q2_K ... Q6_K.
 
-Byte layout of one super-block (``d``, ``dmin``: IEEE halves):
+Byte layout of one super-block (``d``, ``dmin``: IEEE halves; offsets in
+``types.BLOCK_FIELDS``):
 
     Q2_K  scales[16] | qs[64] | d | dmin          16 groups of 16, 2-bit codes
     Q3_K  hmask[32] | qs[64] | scales[12] | d     16 groups of 16, 3-bit codes
@@ -32,8 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from kettle.quant.encode import encode_k
-from kettle.quant.formats import QuantFormat, field, half
-from kettle.quant.types import K_SCALE_SIZE, QK_K, GGMLType
+from kettle.quant.formats import QuantFormat
+from kettle.quant.types import QK_K, GGMLType
 
 
 def _crumbs(packed: np.ndarray, shifts: int) -> np.ndarray:
@@ -75,10 +76,10 @@ def _q3_scales(packed: np.ndarray) -> np.ndarray:
 class Q2_K(QuantFormat, ggml_type=GGMLType.Q2_K):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        sc = field(blocks, 0, 16)
-        dl = (half(blocks, 80) * (sc & 0x0F).astype(np.float32))[..., None]  # (n, 16, 1)
-        ml = (half(blocks, 82) * (sc >> 4).astype(np.float32))[..., None]
-        q = _groups(_crumbs(field(blocks, 16, 64), 4), 16).astype(np.float32)
+        sc = cls.field(blocks, "scales")
+        dl = (cls.half(blocks, "d") * (sc & 0x0F).astype(np.float32))[..., None]  # (n, 16, 1)
+        ml = (cls.half(blocks, "dmin") * (sc >> 4).astype(np.float32))[..., None]
+        q = _groups(_crumbs(cls.field(blocks, "qs"), 4), 16).astype(np.float32)
         return (dl * q - ml).reshape(-1, QK_K)
 
     @classmethod
@@ -89,9 +90,9 @@ class Q2_K(QuantFormat, ggml_type=GGMLType.Q2_K):
 class Q3_K(QuantFormat, ggml_type=GGMLType.Q3_K):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        dl = (half(blocks, 108) * _q3_scales(field(blocks, 96, 12)))[..., None]  # (n, 16, 1)
-        low = _crumbs(field(blocks, 32, 64), 4).astype(np.int8)
-        high = _crumbs(field(blocks, 0, 32), 8)  # bit 4h+s of hmask[l], in element order
+        dl = (cls.half(blocks, "d") * _q3_scales(cls.field(blocks, "scales")))[..., None]  # (n, 16, 1)
+        low = _crumbs(cls.field(blocks, "qs"), 4).astype(np.int8)
+        high = _crumbs(cls.field(blocks, "hmask"), 8)  # bit 4h+s of hmask[l], in element order
         q = low - ((high ^ 1) << 2).astype(np.int8)
         return (dl * _groups(q, 16).astype(np.float32)).reshape(-1, QK_K)
 
@@ -108,10 +109,10 @@ def _k_nibbles(packed: np.ndarray) -> np.ndarray:
 class Q4_K(QuantFormat, ggml_type=GGMLType.Q4_K):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        sc, m = _kq_scale_min(field(blocks, 4, K_SCALE_SIZE))
-        dl = (half(blocks, 0) * sc.astype(np.float32))[..., None]  # (n, 8, 1)
-        ml = (half(blocks, 2) * m.astype(np.float32))[..., None]
-        q = _groups(_k_nibbles(field(blocks, 16, 128)), 32).astype(np.float32)
+        sc, m = _kq_scale_min(cls.field(blocks, "scales"))
+        dl = (cls.half(blocks, "d") * sc.astype(np.float32))[..., None]  # (n, 8, 1)
+        ml = (cls.half(blocks, "dmin") * m.astype(np.float32))[..., None]
+        q = _groups(_k_nibbles(cls.field(blocks, "qs")), 32).astype(np.float32)
         return (dl * q - ml).reshape(-1, QK_K)
 
     @classmethod
@@ -122,10 +123,10 @@ class Q4_K(QuantFormat, ggml_type=GGMLType.Q4_K):
 class Q5_K(QuantFormat, ggml_type=GGMLType.Q5_K):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        sc, m = _kq_scale_min(field(blocks, 4, K_SCALE_SIZE))
-        dl = (half(blocks, 0) * sc.astype(np.float32))[..., None]  # (n, 8, 1)
-        ml = (half(blocks, 2) * m.astype(np.float32))[..., None]
-        q = _k_nibbles(field(blocks, 48, 128)) | (_crumbs(field(blocks, 16, 32), 8) << 4)
+        sc, m = _kq_scale_min(cls.field(blocks, "scales"))
+        dl = (cls.half(blocks, "d") * sc.astype(np.float32))[..., None]  # (n, 8, 1)
+        ml = (cls.half(blocks, "dmin") * m.astype(np.float32))[..., None]
+        q = _k_nibbles(cls.field(blocks, "qs")) | (_crumbs(cls.field(blocks, "qh"), 8) << 4)
         return (dl * _groups(q, 32).astype(np.float32) - ml).reshape(-1, QK_K)
 
     @classmethod
@@ -143,8 +144,8 @@ def _q6_low_order(low: np.ndarray) -> np.ndarray:
 class Q6_K(QuantFormat, ggml_type=GGMLType.Q6_K):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        dl = (half(blocks, 208) * field(blocks, 192, 16, np.int8).astype(np.float32))[..., None]  # (n, 16, 1)
-        q = (_q6_low_order(field(blocks, 0, 128)) | (_crumbs(field(blocks, 128, 64), 4) << 4)).astype(np.int8)
+        dl = (cls.half(blocks, "d") * cls.field(blocks, "scales", np.int8).astype(np.float32))[..., None]  # (n, 16, 1)
+        q = (_q6_low_order(cls.field(blocks, "ql")) | (_crumbs(cls.field(blocks, "qh"), 4) << 4)).astype(np.int8)
         q = q - np.int8(32)
         return (dl * _groups(q, 16).astype(np.float32)).reshape(-1, QK_K)
 

@@ -1,6 +1,7 @@
 """numpy reference of the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
 
-Byte layout of one block (``d``, ``m``: IEEE halves; element ``j`` of 0..31):
+Byte layout of one block (``d``, ``m``: IEEE halves; element ``j`` of 0..31;
+offsets in ``types.BLOCK_FIELDS``):
 
     Q4_0  d | qs[16]              x[j] = d * (q[j] - 8)
     Q4_1  d | m | qs[16]          x[j] = d * q[j] + m
@@ -20,8 +21,6 @@ import numpy as np
 
 from kettle.quant.formats import (
     QuantFormat,
-    field,
-    half,
     half_bytes,
     pack_nibbles,
     reciprocal,
@@ -63,69 +62,68 @@ def _high_bits(codes: np.ndarray) -> np.ndarray:
     return np.packbits((codes >> 4) & 1, axis=1, bitorder="little")
 
 
-def _with_high_bits(blocks: np.ndarray, qh_at: int, qs_at: int) -> np.ndarray:
-    """5-bit codes of a Q5 block: (n, 32) uint8 in 0..31."""
-    qh = field(blocks, qh_at, 4, np.dtype("<u4")).astype(np.uint32)  # (n, 1)
+def _with_high_bits(fmt: type[QuantFormat], blocks: np.ndarray) -> np.ndarray:
+    """5-bit codes of a Q5 block (``fmt``: Q5_0 or Q5_1): (n, 32) uint8 in 0..31."""
+    qh = fmt.field(blocks, "qh", np.dtype("<u4")).astype(np.uint32)  # (n, 1)
     high = ((qh >> np.arange(QK, dtype=np.uint32)) & 1).astype(np.uint8)  # (n, 32)
-    return unpack_nibbles(field(blocks, qs_at, QK // 2)) | (high << 4)
+    return unpack_nibbles(fmt.field(blocks, "qs")) | (high << 4)
 
 
 class Q4_0(QuantFormat, ggml_type=GGMLType.Q4_0):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        q = unpack_nibbles(field(blocks, 2, QK // 2)).astype(np.int8) - np.int8(8)
-        return half(blocks, 0) * q.astype(np.float32)
+        q = unpack_nibbles(cls.field(blocks, "qs")).astype(np.int8) - np.int8(8)
+        return cls.half(blocks, "d") * q.astype(np.float32)
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
         d, codes = _symmetric_codes(values, 16)
-        return np.concatenate([half_bytes(d), pack_nibbles(codes)], axis=1)
+        return cls.pack(d=half_bytes(d), qs=pack_nibbles(codes))
 
 
 class Q4_1(QuantFormat, ggml_type=GGMLType.Q4_1):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        q = unpack_nibbles(field(blocks, 4, QK // 2)).astype(np.float32)
-        return half(blocks, 0) * q + half(blocks, 2)
+        q = unpack_nibbles(cls.field(blocks, "qs")).astype(np.float32)
+        return cls.half(blocks, "d") * q + cls.half(blocks, "m")
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
         d, lo, codes = _affine_codes(values, 16)
-        return np.concatenate([half_bytes(d), half_bytes(lo), pack_nibbles(codes)], axis=1)
+        return cls.pack(d=half_bytes(d), m=half_bytes(lo), qs=pack_nibbles(codes))
 
 
 class Q5_0(QuantFormat, ggml_type=GGMLType.Q5_0):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        q = _with_high_bits(blocks, 2, 6).astype(np.int8) - np.int8(16)
-        return half(blocks, 0) * q.astype(np.float32)
+        q = _with_high_bits(cls, blocks).astype(np.int8) - np.int8(16)
+        return cls.half(blocks, "d") * q.astype(np.float32)
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
         d, codes = _symmetric_codes(values, 32)
-        return np.concatenate([half_bytes(d), _high_bits(codes), pack_nibbles(codes)], axis=1)
+        return cls.pack(d=half_bytes(d), qh=_high_bits(codes), qs=pack_nibbles(codes))
 
 
 class Q5_1(QuantFormat, ggml_type=GGMLType.Q5_1):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        q = _with_high_bits(blocks, 4, 8).astype(np.float32)
-        return half(blocks, 0) * q + half(blocks, 2)
+        q = _with_high_bits(cls, blocks).astype(np.float32)
+        return cls.half(blocks, "d") * q + cls.half(blocks, "m")
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
         d, lo, codes = _affine_codes(values, 32)
-        parts = [half_bytes(d), half_bytes(lo), _high_bits(codes), pack_nibbles(codes)]
-        return np.concatenate(parts, axis=1)
+        return cls.pack(d=half_bytes(d), m=half_bytes(lo), qh=_high_bits(codes), qs=pack_nibbles(codes))
 
 
 class Q8_0(QuantFormat, ggml_type=GGMLType.Q8_0):
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        return field(blocks, 2, QK, np.int8).astype(np.float32) * half(blocks, 0)
+        return cls.field(blocks, "qs", np.int8).astype(np.float32) * cls.half(blocks, "d")
 
     @classmethod
     def quantize_blocks(cls, values: np.ndarray) -> np.ndarray:
         d = np.abs(values).max(axis=1, keepdims=True) / np.float32(127)
         codes = round_half_away(values * reciprocal(d)).astype(np.int8)
-        return np.concatenate([half_bytes(d), codes.view(np.uint8)], axis=1)
+        return cls.pack(d=half_bytes(d), qs=codes.view(np.uint8))

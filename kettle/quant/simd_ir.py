@@ -44,7 +44,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kettle.quant.types import QK, QUANT_INFO, GGMLType
+from kettle.quant.types import QK, QUANT_INFO, GGMLType, offsets
 
 I8, I16, I32, I64, F32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
 V16I8, V32I8 = ir.VectorType(I8, 16), ir.VectorType(I8, 32)
@@ -189,28 +189,31 @@ class Emitter:
 
 
 # --- decoders: (emitter, w (i8* of the weight block), j) -> Group j of the block
+# Field offsets (name -> byte) from ``types.BLOCK_FIELDS``.
+Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 = (offsets(GGMLType[n]) for n in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"))
 
 
 def _q4_0(e, w, j):
-    codes = e.b.sub(e.nibbles16(w, 2), _splat(V32I8, 8))
-    return e.group(codes, e.half(w, 0), 0, signed=True)
+    codes = e.b.sub(e.nibbles16(w, Q4_0["qs"]), _splat(V32I8, 8))
+    return e.group(codes, e.half(w, Q4_0["d"]), 0, signed=True)
 
 
 def _q4_1(e, w, j):
-    return e.group(e.nibbles16(w, 4), e.half(w, 0), 0, offset=e.half(w, 2))
+    return e.group(e.nibbles16(w, Q4_1["qs"]), e.half(w, Q4_1["d"]), 0, offset=e.half(w, Q4_1["m"]))
 
 
 def _q5_0(e, w, j):
-    codes = e.b.sub(e.b.or_(e.nibbles16(w, 6), e.bit4(w, 2)), _splat(V32I8, 16))
-    return e.group(codes, e.half(w, 0), 0, signed=True)
+    codes = e.b.sub(e.b.or_(e.nibbles16(w, Q5_0["qs"]), e.bit4(w, Q5_0["qh"])), _splat(V32I8, 16))
+    return e.group(codes, e.half(w, Q5_0["d"]), 0, signed=True)
 
 
 def _q5_1(e, w, j):
-    return e.group(e.b.or_(e.nibbles16(w, 8), e.bit4(w, 4)), e.half(w, 0), 0, offset=e.half(w, 2))
+    codes = e.b.or_(e.nibbles16(w, Q5_1["qs"]), e.bit4(w, Q5_1["qh"]))
+    return e.group(codes, e.half(w, Q5_1["d"]), 0, offset=e.half(w, Q5_1["m"]))
 
 
 def _q8_0(e, w, j):
-    return e.group(e.load(w, 2, V32I8), e.half(w, 0), 0, signed=True)
+    return e.group(e.load(w, Q8_0["qs"], V32I8), e.half(w, Q8_0["d"]), 0, signed=True)
 
 
 DECODERS = {

@@ -39,11 +39,13 @@ from numba.extending import intrinsic
 from kettle.quant.simd_ir import (
     F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat, c_arrays_of, prefetch_rows, tile_args,
 )
-from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType
+from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType, offsets
 
 V8I8, V8I16, V16I8 = ir.VectorType(I8, 8), ir.VectorType(ir.IntType(16), 8), ir.VectorType(I8, 16)
 V2I32, V4I32 = ir.VectorType(I32, 2), ir.VectorType(I32, 4)
 SUMS = 16  # activation code sums per super-block (one per 16 elements)
+# Field offsets of the decoders (name -> byte) from ``types.BLOCK_FIELDS``.
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (offsets(GGMLType[n]) for n in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"))
 
 
 @dataclass
@@ -61,15 +63,16 @@ def _i32(value: int) -> ir.Constant:
     return ir.Constant(I32, value)
 
 
-def _k4_scales_mins(e: Emitter, w: ir.Value) -> tuple[ir.Value, ir.Value]:
-    """Q4_K/Q5_K: the 12 bytes at 4 -> (scales, mins), each <8 x i16> of 6-bit values.
+def _k4_scales_mins(e: Emitter, w: ir.Value, at: dict[str, int]) -> tuple[ir.Value, ir.Value]:
+    """Q4_K/Q5_K (``at``: its field offsets): the 12 scales bytes -> (scales, mins), each <8 x i16> of
+    6-bit values.
 
     Bytes 0..3 hold scales 0..3 (low 6 bits) and bits 4-5 of scales 4..7 (top 2);
     bytes 4..7 the same for the mins; bytes 8..11 the low nibbles of scales 4..7
     and (high nibbles) mins 4..7. Done on three little-endian u32 at once.
     """
     b = e.b
-    u0, u1, u2 = (e.load(w, 4 + 4 * i, I32) for i in range(3))
+    u0, u1, u2 = (e.load(w, at["scales"] + 4 * i, I32) for i in range(3))
     low6, low4, low2 = _i32(0x3F3F3F3F), _i32(0x0F0F0F0F), _i32(0x03030303)
     top = lambda u: b.shl(b.and_(b.lshr(u, _i32(6)), low2), _i32(4))  # noqa: E731
     sc = (b.and_(u0, low6), b.or_(b.and_(u2, low4), top(u0)))
@@ -82,28 +85,28 @@ def _k4_scales_mins(e: Emitter, w: ir.Value) -> tuple[ir.Value, ir.Value]:
     return widen(sc), widen(mn)
 
 
-def _k4_block(e: Emitter, w: ir.Value, codes: list[ir.Value]) -> SuperBlock:
-    scales, mins = _k4_scales_mins(e, w)
+def _k4_block(e: Emitter, w: ir.Value, codes: list[ir.Value], at: dict[str, int]) -> SuperBlock:
+    scales, mins = _k4_scales_mins(e, w, at)
     weights = [e.b.shuffle_vector(scales, scales, _lanes(*([g] * 16))) for g in range(8)]
     sum_weights = e.b.shuffle_vector(mins, mins, _lanes(*[g // 2 for g in range(16)]))
-    return SuperBlock(codes, weights, sum_weights, e.half(w, 0), e.half(w, 2))
+    return SuperBlock(codes, weights, sum_weights, e.half(w, at["d"]), e.half(w, at["dmin"]))
 
 
 def _q4_k(e: Emitter, w: ir.Value) -> SuperBlock:
-    """Group 2c + u: nibble u of the 32 code bytes at 16 + 32c."""
-    codes = [v for c in range(4) for v in e.nibbles(w, 16 + 32 * c)]
-    return _k4_block(e, w, codes)
+    """Group 2c + u: nibble u of the 32 bytes qs[32c:32c + 32]."""
+    codes = [v for c in range(4) for v in e.nibbles(w, Q4_K["qs"] + 32 * c)]
+    return _k4_block(e, w, codes, Q4_K)
 
 
 def _q5_k(e: Emitter, w: ir.Value) -> SuperBlock:
-    """As Q4_K (codes at 48); bit 4 of group g's element l is bit g of qh[l] (32 bytes at 16)."""
+    """As Q4_K; bit 4 of group g's element l is bit g of qh[l] (32 bytes)."""
     b = e.b
-    qh = e.load(w, 16, V32I8)
+    qh = e.load(w, Q5_K["qh"], V32I8)
     codes = []
-    for g, low in enumerate(v for c in range(4) for v in e.nibbles(w, 48 + 32 * c)):
+    for g, low in enumerate(v for c in range(4) for v in e.nibbles(w, Q5_K["qs"] + 32 * c)):
         top = b.shl(b.and_(b.lshr(qh, _splat(V32I8, g)), _splat(V32I8, 1)), _splat(V32I8, 4))
         codes.append(b.or_(low, top))
-    return _k4_block(e, w, codes)
+    return _k4_block(e, w, codes, Q5_K)
 
 
 def _per16(e: Emitter, scales: ir.Value) -> list[ir.Value]:
@@ -124,13 +127,13 @@ def _crumbs(e: Emitter, w: ir.Value, offset: int) -> list[ir.Value]:
 
 
 def _q2_k(e: Emitter, w: ir.Value) -> SuperBlock:
-    """Codes: ``_crumbs`` of qs[64] at 16; byte g of scales[16] at 0: the scale (low nibble) and
-    min (high nibble) of elements 16g..16g+15; d at 80, dmin at 82."""
+    """Codes: ``_crumbs`` of qs[64]; byte g of scales[16]: the scale (low nibble) and
+    min (high nibble) of elements 16g..16g+15; d, dmin."""
     b = e.b
-    packed = e.load(w, 0, V16I8)
+    packed = e.load(w, Q2_K["scales"], V16I8)
     scales = b.zext(b.and_(packed, _splat(V16I8, 15)), V16I16)
     mins = b.zext(b.lshr(packed, _splat(V16I8, 4)), V16I16)
-    return SuperBlock(_crumbs(e, w, 16), _per16(e, scales), mins, e.half(w, 80), e.half(w, 82))
+    return SuperBlock(_crumbs(e, w, Q2_K["qs"]), _per16(e, scales), mins, e.half(w, Q2_K["d"]), e.half(w, Q2_K["dmin"]))
 
 
 def _vector(b: ir.IRBuilder, values: list[ir.Value]) -> ir.Value:
@@ -142,7 +145,7 @@ def _vector(b: ir.IRBuilder, values: list[ir.Value]) -> ir.Value:
 
 
 def _q3_scales(e: Emitter, w: ir.Value) -> ir.Value:
-    """Q3_K: the 12 bytes at 96 -> <16 x i16> signed scales (stored + 32, returned - 32).
+    """Q3_K: the 12 bytes of scales -> <16 x i16> signed scales (stored + 32, returned - 32).
 
     Scale g: low nibble of byte g (g < 8) or high nibble of byte g - 8, and bits
     2(g // 4)..+1 of byte 8 + g % 4 on top. Four scales per u32 lane: lane c holds
@@ -150,8 +153,8 @@ def _q3_scales(e: Emitter, w: ir.Value) -> ir.Value:
     bytes 8..11 shifted by 2c.
     """
     b = e.b
-    lo = [e.load(w, 96 + 4 * i, I32) for i in range(2)]
-    hi = e.load(w, 104, I32)
+    lo = [e.load(w, Q3_K["scales"] + 4 * i, I32) for i in range(2)]
+    hi = e.load(w, Q3_K["scales"] + 8, I32)
     low = b.and_(b.lshr(_vector(b, [lo[0], lo[1], lo[0], lo[1]]), ir.Constant(V4I32, [0, 0, 4, 4])),
                  _splat(V4I32, 0x0F0F0F0F))
     top = b.and_(b.lshr(_vector(b, [hi] * 4), ir.Constant(V4I32, [0, 2, 4, 6])), _splat(V4I32, 0x03030303))
@@ -160,30 +163,30 @@ def _q3_scales(e: Emitter, w: ir.Value) -> ir.Value:
 
 
 def _q3_k(e: Emitter, w: ir.Value) -> SuperBlock:
-    """Codes q + 4 (0..7): ``_crumbs`` of qs[64] at 32, and bit 4h + s of hmask[l] (32 bytes
-    at 0; set: +4) as bit 2; signed scales of 16 elements (``_q3_scales``), d at 108."""
+    """Codes q + 4 (0..7): ``_crumbs`` of qs[64], and bit 4h + s of hmask[l] (32 bytes;
+    set: +4) as bit 2; signed scales of 16 elements (``_q3_scales``), d."""
     b = e.b
-    hmask = e.load(w, 0, V32I8)
+    hmask = e.load(w, Q3_K["hmask"], V32I8)
     codes = [b.or_(low, b.shl(b.and_(b.lshr(hmask, _splat(V32I8, j)), _splat(V32I8, 1)), _splat(V32I8, 2)))
-             for j, low in enumerate(_crumbs(e, w, 32))]
+             for j, low in enumerate(_crumbs(e, w, Q3_K["qs"]))]
     scales = _q3_scales(e, w)
     sum_weights = b.shl(scales, _splat(V16I16, 2))  # 4 * scale: the stored codes' offset
-    return SuperBlock(codes, _per16(e, scales), sum_weights, e.half(w, 108), None)
+    return SuperBlock(codes, _per16(e, scales), sum_weights, e.half(w, Q3_K["d"]), None)
 
 
 def _q6_k(e: Emitter, w: ir.Value) -> SuperBlock:
     """Group j = 4h + s: elements 128h + 32s + l, low nibble s // 2 of ql[64h + 32(s % 2) + l],
-    bits 2s..2s+1 of qh[32h + l] on top; int8 scales of 16 elements at 192, d at 208."""
+    bits 2s..2s+1 of qh[32h + l] on top; int8 scales of 16 elements, d."""
     b = e.b
     codes = []
     for j in range(8):
         h, s = divmod(j, 4)
-        low = e.nibbles(w, 64 * h + 32 * (s % 2))[s // 2]
-        high = e.load(w, 128 + 32 * h, V32I8)
+        low = e.nibbles(w, Q6_K["ql"] + 64 * h + 32 * (s % 2))[s // 2]
+        high = e.load(w, Q6_K["qh"] + 32 * h, V32I8)
         codes.append(b.or_(low, b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))))
-    scales = b.sext(e.load(w, 192, V16I8), V16I16)  # (16,) one per 16 elements
+    scales = b.sext(e.load(w, Q6_K["scales"], V16I8), V16I16)  # (16,) one per 16 elements
     sum_weights = b.shl(scales, _splat(V16I16, 5))  # 32 * scale: the stored codes' offset
-    return SuperBlock(codes, _per16(e, scales), sum_weights, e.half(w, 208), None)
+    return SuperBlock(codes, _per16(e, scales), sum_weights, e.half(w, Q6_K["d"]), None)
 
 
 DECODERS = {GGMLType.Q2_K: _q2_k, GGMLType.Q3_K: _q3_k, GGMLType.Q4_K: _q4_k, GGMLType.Q5_K: _q5_k,

@@ -11,10 +11,11 @@ A decoder turns the same blocks of ``ROWS`` rows into float32 at once:
 Decoding ROWS rows in one loop shares the loop overhead of each short block.
 Each decoder performs the same float32 operations in the same order as the
 numpy reference in ``legacy.py`` / ``kquants.py`` / ``formats.py`` (layouts
-are described there). Kernels reach them through ``unpack_blocks(type_id,
-...)``, which picks the decoder while compiling. Decoders are inlined at
-numba-IR level: inside a kernel compiled without ``fastmath`` they are
-bit-exact with numpy; inside a matmul kernel they may fuse multiply-adds.
+are described there; field offsets are ``types.BLOCK_FIELDS``'s). Kernels
+reach them through ``unpack_blocks(type_id, ...)``, which picks the decoder
+while compiling. Decoders are inlined at numba-IR level: inside a kernel
+compiled without ``fastmath`` they are bit-exact with numpy; inside a matmul
+kernel they may fuse multiply-adds.
 
 Integer expressions are cast back to int32 (``I32(...)``) before they become
 floats: numba computes small integers in 64 bits, and LLVM narrows them back
@@ -43,7 +44,7 @@ from kettle.quant._jit import (
     shr32,
     stack_empty,
 )
-from kettle.quant.types import QUANT_INFO, GGMLType
+from kettle.quant.types import QUANT_INFO, GGMLType, offsets
 
 F32 = np.float32
 ROWS = 8  # rows decoded together (a matmul tile)
@@ -53,6 +54,17 @@ ROWS_X8, ROWS_X16 = (ROWS * 8, ROWS * 16)  # sizes of per-group scale scratch (l
 _TS = {t: info.type_size for t, info in QUANT_INFO.items()}
 TS_Q4_0, TS_Q4_1, TS_Q5_0, TS_Q5_1, TS_Q8_0 = (_TS[GGMLType[n]] for n in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"))
 TS_Q2_K, TS_Q3_K, TS_Q4_K, TS_Q5_K, TS_Q6_K = (_TS[GGMLType[n]] for n in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"))
+# Byte offset of each block field (``BLOCK_FIELDS``, byte order): globals, so numba compiles them as constants
+Q4_0_D, Q4_0_QS = offsets(GGMLType.Q4_0).values()
+Q4_1_D, Q4_1_M, Q4_1_QS = offsets(GGMLType.Q4_1).values()
+Q5_0_D, Q5_0_QH, Q5_0_QS = offsets(GGMLType.Q5_0).values()
+Q5_1_D, Q5_1_M, Q5_1_QH, Q5_1_QS = offsets(GGMLType.Q5_1).values()
+Q8_0_D, Q8_0_QS = offsets(GGMLType.Q8_0).values()
+Q2_K_SCALES, Q2_K_QS, Q2_K_D, Q2_K_DMIN = offsets(GGMLType.Q2_K).values()
+Q3_K_HMASK, Q3_K_QS, Q3_K_SCALES, Q3_K_D = offsets(GGMLType.Q3_K).values()
+Q4_K_D, Q4_K_DMIN, Q4_K_SCALES, Q4_K_QS = offsets(GGMLType.Q4_K).values()
+Q5_K_D, Q5_K_DMIN, Q5_K_SCALES, Q5_K_QH, Q5_K_QS = offsets(GGMLType.Q5_K).values()
+Q6_K_QL, Q6_K_QH, Q6_K_SCALES, Q6_K_D = offsets(GGMLType.Q6_K).values()
 
 
 @helper_jit
@@ -89,11 +101,11 @@ def unpack_bf16(raw, rows, blk0, nblk, lut, w, unit):
 
 
 @inline_jit
-def _halves(raw, rows, o, lut, d, m):
-    """Per tile row, the half at byte ``o`` into ``d`` and the one at ``o + 2`` into ``m``."""
+def _halves(raw, rows, d_at, m_at, lut, d, m):
+    """Per tile row, the half at byte ``d_at`` into ``d`` and the one at ``m_at`` into ``m``."""
     for r in range(ROWS):
-        d[r] = f16_at(raw, U(rows[r]), o, lut)
-        m[r] = f16_at(raw, U(rows[r]), o + U(2), lut)
+        d[r] = f16_at(raw, U(rows[r]), d_at, lut)
+        m[r] = f16_at(raw, U(rows[r]), m_at, lut)
 
 
 @inline_jit
@@ -102,10 +114,10 @@ def unpack_q4_0(raw, rows, blk0, nblk, lut, w, unit):
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q4_0)
         for r in range(ROWS):
-            d[r] = f16_at(raw, U(rows[r]), o, lut)
+            d[r] = f16_at(raw, U(rows[r]), o + U(Q4_0_D), lut)
         for j in range(16 * unit):
             for r in range(ROWS):
-                q = byte_at(raw, U(rows[r]), o + U(2 + j))
+                q = byte_at(raw, U(rows[r]), o + U(Q4_0_QS + j))
                 w[_at(r, 32 * b + j)] = d[r] * F32(I32((q & 15) - 8))
                 w[_at(r, 32 * b + 16 + j)] = d[r] * F32(I32((q >> 4) - 8))
 
@@ -116,10 +128,10 @@ def unpack_q4_1(raw, rows, blk0, nblk, lut, w, unit):
     m = stack_empty(ROWS, np.float32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q4_1)
-        _halves(raw, rows, o, lut, d, m)
+        _halves(raw, rows, o + U(Q4_1_D), o + U(Q4_1_M), lut, d, m)
         for j in range(16 * unit):
             for r in range(ROWS):
-                q = byte_at(raw, U(rows[r]), o + U(4 + j))
+                q = byte_at(raw, U(rows[r]), o + U(Q4_1_QS + j))
                 w[_at(r, 32 * b + j)] = d[r] * F32(I32(q & 15)) + m[r]
                 w[_at(r, 32 * b + 16 + j)] = d[r] * F32(I32(q >> 4)) + m[r]
 
@@ -139,11 +151,11 @@ def unpack_q5_0(raw, rows, blk0, nblk, lut, w, unit):
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q5_0)
         for r in range(ROWS):
-            d[r] = f16_at(raw, U(rows[r]), o, lut)
-            high[r] = I32(load_u32(raw, U(rows[r]), o + U(2)))
+            d[r] = f16_at(raw, U(rows[r]), o + U(Q5_0_D), lut)
+            high[r] = I32(load_u32(raw, U(rows[r]), o + U(Q5_0_QH)))
         for j in range(16 * unit):
             for r in range(ROWS):
-                lo, hi = _q5_codes(byte_at(raw, U(rows[r]), o + U(6 + j)), high[r], j)
+                lo, hi = _q5_codes(byte_at(raw, U(rows[r]), o + U(Q5_0_QS + j)), high[r], j)
                 w[_at(r, 32 * b + j)] = d[r] * F32(I32(lo - 16))
                 w[_at(r, 32 * b + 16 + j)] = d[r] * F32(I32(hi - 16))
 
@@ -155,12 +167,12 @@ def unpack_q5_1(raw, rows, blk0, nblk, lut, w, unit):
     high = stack_empty(ROWS, np.int32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q5_1)
-        _halves(raw, rows, o, lut, d, m)
+        _halves(raw, rows, o + U(Q5_1_D), o + U(Q5_1_M), lut, d, m)
         for r in range(ROWS):
-            high[r] = I32(load_u32(raw, U(rows[r]), o + U(4)))
+            high[r] = I32(load_u32(raw, U(rows[r]), o + U(Q5_1_QH)))
         for j in range(16 * unit):
             for r in range(ROWS):
-                lo, hi = _q5_codes(byte_at(raw, U(rows[r]), o + U(8 + j)), high[r], j)
+                lo, hi = _q5_codes(byte_at(raw, U(rows[r]), o + U(Q5_1_QS + j)), high[r], j)
                 w[_at(r, 32 * b + j)] = d[r] * F32(lo) + m[r]
                 w[_at(r, 32 * b + 16 + j)] = d[r] * F32(hi) + m[r]
 
@@ -171,10 +183,10 @@ def unpack_q8_0(raw, rows, blk0, nblk, lut, w, unit):
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q8_0)
         for r in range(ROWS):
-            d[r] = f16_at(raw, U(rows[r]), o, lut)
+            d[r] = f16_at(raw, U(rows[r]), o + U(Q8_0_D), lut)
         for j in range(32 * unit):
             for r in range(ROWS):
-                w[_at(r, 32 * b + j)] = F32(I8(raw[U(rows[r]), o + U(2 + j)])) * d[r]
+                w[_at(r, 32 * b + j)] = F32(I8(raw[U(rows[r]), o + U(Q8_0_QS + j)])) * d[r]
 
 
 # --- K-quants (256-element super-blocks) ---------------------------------------------
@@ -205,17 +217,17 @@ def unpack_q2_k(raw, rows, blk0, nblk, lut, w, unit):
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q2_K)
         for r in range(ROWS):
-            d = f16_at(raw, U(rows[r]), o + U(80), lut)
-            dmin = f16_at(raw, U(rows[r]), o + U(82), lut)
+            d = f16_at(raw, U(rows[r]), o + U(Q2_K_D), lut)
+            dmin = f16_at(raw, U(rows[r]), o + U(Q2_K_DMIN), lut)
             for g in range(16 * unit):
-                sc = byte_at(raw, U(rows[r]), o + U(g))
+                sc = byte_at(raw, U(rows[r]), o + U(Q2_K_SCALES + g))
                 dl[r * 16 + g] = d * F32(I32(sc & 15))
                 ml[r * 16 + g] = dmin * F32(I32(sc >> 4))
         for hh in range(4 * unit):  # (h, hf): byte l holds the codes of groups g, g+2, g+4, g+6
             g = 8 * (hh // 2) + hh % 2
             _group_scales(dl, g, d0, d1, d2, d3)
             _group_scales(ml, g, m0, m1, m2, m3)
-            src = o + U(16 + 16 * hh)
+            src = o + U(Q2_K_QS + 16 * hh)
             e = 256 * b + 16 * g
             for l in range(16 * unit):
                 for r in range(ROWS):
@@ -251,15 +263,15 @@ def unpack_q3_k(raw, rows, blk0, nblk, lut, w, unit):
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q3_K)
         for r in range(ROWS):
-            d = f16_at(raw, U(rows[r]), o + U(108), lut)
+            d = f16_at(raw, U(rows[r]), o + U(Q3_K_D), lut)
             for g in range(16 * unit):
-                dl[r * 16 + g] = d * F32(_q3_scale(raw, U(rows[r]), o + U(96), g))
+                dl[r * 16 + g] = d * F32(_q3_scale(raw, U(rows[r]), o + U(Q3_K_SCALES), g))
         for hh in range(4 * unit):  # (h, hf) as in Q2_K; the hmask bit of group 8h+2s+hf is 4h + s
             h, hf = hh // 2, hh % 2
             g = 8 * h + hf
             _group_scales(dl, g, s0, s1, s2, s3)
-            low_at = o + U(32 + 16 * hh)
-            mask_at = o + U(16 * hf)
+            low_at = o + U(Q3_K_QS + 16 * hh)
+            mask_at = o + U(Q3_K_HMASK + 16 * hf)
             e = 256 * b + 16 * g
             for l in range(16 * unit):
                 for r in range(ROWS):
@@ -276,21 +288,22 @@ def unpack_q3_k(raw, rows, blk0, nblk, lut, w, unit):
 
 
 @inline_jit
-def _kq_scales(raw, rows, o, lut, dl, ml):
+def _kq_scales(raw, rows, d_at, dmin_at, sc_at, lut, dl, ml):
     """Q4_K/Q5_K: per tile row r and group g (0..7), d*scale into dl[r*8+g], dmin*min into ml[r*8+g].
 
-    The 12 bytes at o+4 hold 6-bit values: groups 0..3 in the low 6 bits of
-    bytes 0..3 (scales) and 4..7 (mins); groups 4..7 in the nibbles of bytes
-    8..11 plus the top 2 bits of bytes 0..3 (scales) and 4..7 (mins).
+    ``d``, ``dmin``: the halves at bytes ``d_at``, ``dmin_at``. The 12 bytes at
+    ``sc_at`` hold 6-bit values: groups 0..3 in the low 6 bits of bytes 0..3
+    (scales) and 4..7 (mins); groups 4..7 in the nibbles of bytes 8..11 plus
+    the top 2 bits of bytes 0..3 (scales) and 4..7 (mins).
     """
     for r in range(ROWS):
         row = U(rows[r])
-        d = f16_at(raw, row, o, lut)
-        dmin = f16_at(raw, row, o + U(2), lut)
+        d = f16_at(raw, row, d_at, lut)
+        dmin = f16_at(raw, row, dmin_at, lut)
         for g in range(4):
-            sc_lo = byte_at(raw, row, o + U(4 + g))
-            m_lo = byte_at(raw, row, o + U(8 + g))
-            tail = byte_at(raw, row, o + U(12 + g))
+            sc_lo = byte_at(raw, row, sc_at + U(g))
+            m_lo = byte_at(raw, row, sc_at + U(4 + g))
+            tail = byte_at(raw, row, sc_at + U(8 + g))
             dl[r * 8 + g] = d * F32(I32(sc_lo & 63))
             ml[r * 8 + g] = dmin * F32(I32(m_lo & 63))
             dl[r * 8 + 4 + g] = d * F32(I32((tail & 15) | ((sc_lo >> 6) << 4)))
@@ -303,9 +316,9 @@ def unpack_q4_k(raw, rows, blk0, nblk, lut, w, unit):
     ml = stack_empty(ROWS_X8, np.float32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q4_K)
-        _kq_scales(raw, rows, o, lut, dl, ml)
+        _kq_scales(raw, rows, o + U(Q4_K_D), o + U(Q4_K_DMIN), o + U(Q4_K_SCALES), lut, dl, ml)
         for c in range(4 * unit):  # 32 bytes of qs -> groups 2c (low nibbles) and 2c+1 (high)
-            src = o + U(16 + 32 * c)
+            src = o + U(Q4_K_QS + 32 * c)
             for l in range(32 * unit):
                 for r in range(ROWS):
                     q = byte_at(raw, U(rows[r]), src + U(l))
@@ -320,13 +333,13 @@ def unpack_q5_k(raw, rows, blk0, nblk, lut, w, unit):
     ml = stack_empty(ROWS_X8, np.float32)
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q5_K)
-        _kq_scales(raw, rows, o, lut, dl, ml)
+        _kq_scales(raw, rows, o + U(Q5_K_D), o + U(Q5_K_DMIN), o + U(Q5_K_SCALES), lut, dl, ml)
         for c in range(4 * unit):
-            src = o + U(48 + 32 * c)
+            src = o + U(Q5_K_QS + 32 * c)
             for l in range(32 * unit):
                 for r in range(ROWS):
                     q = byte_at(raw, U(rows[r]), src + U(l))
-                    high = shr32(byte_at(raw, U(rows[r]), o + U(16 + l)), 2 * c)
+                    high = shr32(byte_at(raw, U(rows[r]), o + U(Q5_K_QH + l)), 2 * c)
                     e = 256 * b + 64 * c + l
                     w[_at(r, e)] = dl[r * 8 + 2 * c] * F32(I32((q & 15) | ((high & 1) << 4))) - ml[r * 8 + 2 * c]
                     w[_at(r, e + 32)] = (
@@ -342,15 +355,15 @@ def unpack_q6_k(raw, rows, blk0, nblk, lut, w, unit):
     for b in range(nblk):
         o = U(blk0 + b) * U(TS_Q6_K)
         for r in range(ROWS):
-            d = f16_at(raw, U(rows[r]), o + U(208), lut)
+            d = f16_at(raw, U(rows[r]), o + U(Q6_K_D), lut)
             for g in range(16 * unit):
-                dl[r * 16 + g] = d * F32(I8(raw[U(rows[r]), o + U(192 + g)]))
+                dl[r * 16 + g] = d * F32(I8(raw[U(rows[r]), o + U(Q6_K_SCALES + g)]))
         for hh in range(4 * unit):  # (h, hf): ql bytes l, l+32 and qh byte l give groups g + 2s
             h, hf = hh // 2, hh % 2
             g = 8 * h + hf
             _group_scales(dl, g, s0, s1, s2, s3)
-            low_at = o + U(64 * h + 16 * hf)
-            high_at = o + U(128 + 16 * hh)
+            low_at = o + U(Q6_K_QL + 64 * h + 16 * hf)
+            high_at = o + U(Q6_K_QH + 16 * hh)
             e = 256 * b + 16 * g
             for l in range(16 * unit):  # groups g (low nibbles of ql[l]) and g + 4 (high)
                 for r in range(ROWS):
