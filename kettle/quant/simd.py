@@ -12,8 +12,9 @@ style, kept with ``d`` and the sum of each 16 codes). It then computes ``out``
 with the tile dot products of ``simd_ir`` or ``simd_kq``:
 ``prange`` over tiles of ``ROWS`` weight rows; in a tile, ``TILE_ROWS[type]``
 rows times ``TOKENS`` tokens per call (each weight block decoded once for those
-tokens). A last group of 2 or 3 tokens takes the same call (its missing tokens
-repeat the last one), a last single token a one-token call.
+tokens; the K-quants under vnni take ``simd_kq.WIDE_TOKENS`` while that many
+remain). A last group of 2 or 3 tokens takes the 4-token call (its missing
+tokens repeat the last one), a last single token a one-token call.
 
 Numerics: the weights are exact; the activations carry int8 rounding (a
 relative error of about 0.4% per element, as in llama.cpp), so results differ
@@ -53,7 +54,7 @@ from kettle.quant.types import QK, QK_K, GGMLType
 SUPERBLOCK_TYPES = frozenset(simd_kq.DECODERS)
 DECODERS = simd_ir.DECODERS | simd_kq.DECODERS
 TILE_ROWS = simd_ir.TILE_ROWS | simd_kq.TILE_ROWS
-TILE_DOTS = simd_ir.TILE_DOTS | simd_kq.tile_dots(TILE_TOKENS, FLAVOURS)
+TILE_DOTS = simd_ir.TILE_DOTS | simd_kq.tile_dots(TILE_TOKENS + (simd_kq.WIDE_TOKENS,), FLAVOURS)
 
 NAME, VNNI_NAME = FLAVOURS  # "avx2"; "avx512vnni": the same kernels, vpdpbusd for vpmaddubsw + vpmaddwd
 REQUIRES = frozenset({"avx2", "fma", "f16c"})
@@ -160,6 +161,9 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool, flavour: str) -> Callable:
     # closure values key numba's cache
     type_id, salt, mode, isa = int(ggml_type), SOURCE_SALT, parallel, FLAVOURS.index(flavour)
     step = TILE_ROWS[ggml_type]
+    # tokens of the wide call: the K-quants under vnni (32 vector registers) take 8 tokens at a time while
+    # 8 remain, which halves the decoding per token; the rest as everywhere (4, then a last lone token)
+    wide = simd_kq.WIDE_TOKENS if ggml_type in SUPERBLOCK_TYPES and flavour == VNNI_NAME else TOKENS
     buffers, quantize = (superblocks, quantize_superblocks) if ggml_type in SUPERBLOCK_TYPES else (blocks, quantize_row)
 
     @numba.njit(parallel=parallel, cache=True, nogil=True, error_model="numpy")
@@ -173,7 +177,8 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool, flavour: str) -> Callable:
         first = np.zeros(len(raws) + 1, np.int64)  # first tile of each matrix, then the total
         for m in range(len(raws)):
             first[m + 1] = first[m] + (raws[m].shape[0] + ROWS - 1) // ROWS
-        last = n - 1 if n % TOKENS == 1 else n  # a last lone token takes the one-token call
+        wide_end = n - n % wide
+        last = n - 1 if (n - wide_end) % TOKENS == 1 else n  # a last lone token takes the one-token call
         for tile in prange(first[len(raws)]):
             m = 0
             while tile >= first[m + 1]:
@@ -181,7 +186,10 @@ def _make_kernel(ggml_type: GGMLType, parallel: bool, flavour: str) -> Callable:
             raw, out = raws[m], outs[m]
             r0 = (tile - first[m]) * ROWS
             r1 = min(r0 + ROWS, raw.shape[0])
-            for t in range(0, last, TOKENS):  # a short last group repeats its last token
+            for t in range(0, wide_end, wide):
+                for r in range(r0, r1, step):
+                    tile_dot(type_id, wide, isa, raw, U(r), xq, xd, xs, U(t), out)
+            for t in range(wide_end, last, TOKENS):  # a short last group repeats its last token
                 for r in range(r0, r1, step):
                     tile_dot(type_id, TOKENS, isa, raw, U(r), xq, xd, xs, U(t), out)
             if last < n:
