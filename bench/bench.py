@@ -16,6 +16,10 @@ llama-bench measures). Medians of ``--reps`` runs, after a warm-up. For tg the
 weight bytes one token reads (every matrix; of the token embeddings only when
 they are also the output matrix) times t/s is the bandwidth the run reached.
 
+``--rounds R`` measures kettle, then llama.cpp, R times over and reports each
+one's best round: on a shared machine the neighbours' load comes and goes over
+minutes, and alternating gives both sides the same chances at a quiet spell.
+
 ``--busy N`` runs N other processes that spin on a core each for the whole
 measurement (kettle's and llama.cpp's alike): a desktop where something else
 is working, the case where a fixed thread team that waits for its slowest
@@ -207,6 +211,9 @@ def main() -> None:
     ap.add_argument("--tests", default="pp64,pp512,tg128", help="ppN and tgN tests (default pp64,pp512,tg128)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate kettle and llama.cpp this many times and keep each one's best round "
+                         "(on a shared machine, where the load changes from minute to minute)")
     ap.add_argument("--dir", type=Path, default=None, help="where bench/models.py caches the made models")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--busy", type=int, default=0, metavar="N", help="keep N cores busy while measuring")
@@ -237,8 +244,18 @@ def main() -> None:
 def run_model(name: str, path: Path, args: argparse.Namespace, tests: list[tuple[str, str, int]],
               bw: float) -> list[tuple]:
     rows = []
-    k, kernels = bench_kettle(path, args.threads, args.reps, tests)
-    ref = None if args.no_llama_cpp else bench_llama_cpp(path, args.threads, args.reps, args.tests)
+    mine_rounds, theirs_rounds = [], []
+    for r in range(args.rounds):  # kettle, then llama.cpp, then again: both see the same spells of load
+        k, kernels = bench_kettle(path, args.threads, args.reps, tests)
+        mine_rounds.append(k)
+        ref = None if args.no_llama_cpp else bench_llama_cpp(path, args.threads, args.reps, args.tests)
+        if ref is not None:
+            theirs_rounds.append(ref)
+        if args.rounds > 1:
+            print(f"  {name} round {r + 1}: kettle " + ", ".join(f"{t} {v:.1f}" for t, v in k.items())
+                  + ("; llama.cpp " + ", ".join(f"{t} {v:.1f}" for t, v in ref.items()) if ref else ""))
+    k = {test: max(m[test] for m in mine_rounds) for test in mine_rounds[0]}  # each side's best round
+    ref = {test: max(m[test] for m in theirs_rounds) for test in theirs_rounds[0]} if theirs_rounds else None
     gb = decode_gb(path)
     print(f"\n{name} ({path.name}, {gb * 1000:.0f} MB of weights read per token; decode ceiling at "
           f"this bandwidth {bw / gb:.1f} t/s; kernels: {kernels})")
