@@ -49,7 +49,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kettle.quant.simd_ir import (
-    F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat, c_arrays_of, tile_args,
+    F32, I8, I32, I64, V8F32, V8I32, V16I16, V32I8, Emitter, _lanes, _splat, c_arrays_of, prefetch_ahead, tile_args,
 )
 from kettle.quant.types import QK, QK_K, QUANT_INFO, GGMLType, offsets
 
@@ -58,11 +58,6 @@ V2I32, V4I32 = ir.VectorType(I32, 2), ir.VectorType(I32, 4)
 SUMS = 16  # activation code sums per super-block (one per 16 elements)
 # Field offsets of the decoders (name -> byte) from ``types.BLOCK_FIELDS``.
 Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = (offsets(GGMLType[n]) for n in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"))
-# Read-ahead distance in the weight stream. A thread's rows lie end to end, so they are one stream; a
-# distance in rows (8, as the 32-element types use) put 64-94 KB between the prefetched and the read
-# lines on long rows (an 8B model's ffn_down: 14336 columns), pushing the activations out of L1:
-# decode on those matrices read 16-20 GB/s where 2 KB ahead reads 22-29 (other shapes alike).
-PREFETCH_BYTES = 2048
 WIDE_TOKENS = 8  # tokens of the widest tile (vnni: 32 vector registers hold 8 tokens' accumulators)
 
 
@@ -267,7 +262,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
             e = Emitter(b, vnni)
             acc_slots = [[cgutils.alloca_once_value(b, ir.Constant(V8F32, [0.0] * 8)) for _ in tile.toks]
                          for _ in tile.rows]
-            ahead = ir.Constant(I64, PREFETCH_BYTES)
+            ahead = prefetch_ahead(b, tile_rows, tile.row_bytes)
             with cgutils.for_range(b, tile.n_blocks) as loop:
                 i = loop.index
                 ws = [b.gep(w, [b.mul(i, ir.Constant(I64, info.type_size))]) for w in tile.w_rows]
