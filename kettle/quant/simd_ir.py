@@ -28,9 +28,10 @@ operation sequence (no fast-math flags, explicit ``llvm.fma``) in every tile
 shape, so its result does not depend on the tile, the batch or the thread.
 
 A decoder (``DECODERS``) turns one weight block's group of 32 codes into a
-``Group``; layouts are described in ``legacy`` and ``kquants``. Weight loads
-are unaligned (GGUF blocks sit at any byte offset) and prefetched a few tiles
-ahead. Compiling any of this for a CPU without AVX2 and FMA aborts the
+``Group``; block layouts are ``types.BLOCK_FIELDS``. Weight loads are
+unaligned (GGUF blocks sit at any byte offset) and prefetched ahead
+(``prefetch_ahead``: 2 KB in a one-row tile's stream, some rows in a
+four-row tile's). Compiling any of this for a CPU without AVX2 and FMA aborts the
 process: ``kernels.select`` checks the host first.
 """
 
