@@ -66,7 +66,6 @@ class SuperBlock:
     """One weight row's super-block, decoded for the integer dot product."""
 
     codes: list[ir.Value]  # 8 x <32 x i8> unsigned codes, group g = elements 32g..32g+31
-    weights: list[ir.Value]  # 8 x <16 x i16>: group g's scale for each code pair
     scales16: ir.Value  # <16 x i16>: the scale of each 16 elements
     sum_weights: ir.Value  # <16 x i16>: multiplier of each activation sum (mins; Q3_K, Q6_K: offset * scale)
     d: ir.Value  # float: the scale of sumi
@@ -101,10 +100,9 @@ def _k4_scales_mins(e: Emitter, w: ir.Value, at: dict[str, int]) -> tuple[ir.Val
 
 def _k4_block(e: Emitter, w: ir.Value, codes: list[ir.Value], at: dict[str, int]) -> SuperBlock:
     scales, mins = _k4_scales_mins(e, w, at)
-    weights = [e.b.shuffle_vector(scales, scales, _lanes(*([g] * 16))) for g in range(8)]
     sum_weights = e.b.shuffle_vector(mins, mins, _lanes(*[g // 2 for g in range(16)]))
     scales16 = e.b.shuffle_vector(scales, scales, _lanes(*[g // 2 for g in range(16)]))
-    return SuperBlock(codes, weights, scales16, sum_weights, e.half(w, at["d"]), e.half(w, at["dmin"]))
+    return SuperBlock(codes, scales16, sum_weights, e.half(w, at["d"]), e.half(w, at["dmin"]))
 
 
 def _q4_k(e: Emitter, w: ir.Value) -> SuperBlock:
@@ -148,8 +146,7 @@ def _q2_k(e: Emitter, w: ir.Value) -> SuperBlock:
     packed = e.load(w, Q2_K["scales"], V16I8)
     scales = b.zext(b.and_(packed, _splat(V16I8, 15)), V16I16)
     mins = b.zext(b.lshr(packed, _splat(V16I8, 4)), V16I16)
-    return SuperBlock(_crumbs(e, w, Q2_K["qs"]), _per16(e, scales), scales, mins, e.half(w, Q2_K["d"]),
-                      e.half(w, Q2_K["dmin"]))
+    return SuperBlock(_crumbs(e, w, Q2_K["qs"]), scales, mins, e.half(w, Q2_K["d"]), e.half(w, Q2_K["dmin"]))
 
 
 def _vector(b: ir.IRBuilder, values: list[ir.Value]) -> ir.Value:
@@ -187,7 +184,7 @@ def _q3_k(e: Emitter, w: ir.Value) -> SuperBlock:
              for j, low in enumerate(_crumbs(e, w, Q3_K["qs"]))]
     scales = _q3_scales(e, w)
     sum_weights = b.shl(scales, _splat(V16I16, 2))  # 4 * scale: the stored codes' offset
-    return SuperBlock(codes, _per16(e, scales), scales, sum_weights, e.half(w, Q3_K["d"]), None)
+    return SuperBlock(codes, scales, sum_weights, e.half(w, Q3_K["d"]), None)
 
 
 def _q6_k(e: Emitter, w: ir.Value) -> SuperBlock:
@@ -202,7 +199,7 @@ def _q6_k(e: Emitter, w: ir.Value) -> SuperBlock:
         codes.append(b.or_(low, b.shl(b.and_(b.lshr(high, _splat(V32I8, 2 * s)), _splat(V32I8, 3)), _splat(V32I8, 4))))
     scales = b.sext(e.load(w, Q6_K["scales"], V16I8), V16I16)  # (16,) one per 16 elements
     sum_weights = b.shl(scales, _splat(V16I16, 5))  # 32 * scale: the stored codes' offset
-    return SuperBlock(codes, _per16(e, scales), scales, sum_weights, e.half(w, Q6_K["d"]), None)
+    return SuperBlock(codes, scales, sum_weights, e.half(w, Q6_K["d"]), None)
 
 
 DECODERS = {GGMLType.Q2_K: _q2_k, GGMLType.Q3_K: _q3_k, GGMLType.Q4_K: _q4_k, GGMLType.Q5_K: _q5_k,
@@ -237,7 +234,7 @@ def _dot(e: Emitter, sb: SuperBlock, x: ir.Value) -> ir.Value:
                 acc = e._call("llvm.x86.avx512.vpdpwssd.256", V8I32, acc, packed, weights)
         return acc
     sides = [None, None]
-    for g, (codes, weights) in enumerate(zip(sb.codes, sb.weights, strict=True)):
+    for g, (codes, weights) in enumerate(zip(sb.codes, _per16(e, sb.scales16), strict=True)):
         quads = e._quads(e._pairs(codes, xs[g]), weights)
         sides[g % 2] = quads if sides[g % 2] is None else b.add(sides[g % 2], quads)
     return e._call("llvm.x86.avx2.phadd.d", V8I32, sides[0], sides[1])
