@@ -73,7 +73,8 @@ class ChatConfig:
     """Overrides of the model's chat settings (mlc's ``ChatConfig``); every field optional.
 
     Used by kettle: ``temperature``, ``top_p``, ``repetition_penalty``, ``max_gen_len``
-    (sampling, per turn), ``mean_gen_len`` (room kept for an answer when old turns must
+    (sampling, per turn; 512 when neither it nor the Modelfile's ``num_predict`` is set,
+    as in mlc-chat-config.json), ``mean_gen_len`` (room kept for an answer when old turns must
     leave the window), ``context_window_size`` and ``prefill_chunk_size`` (kettle's
     ``num_ctx`` and ``num_batch``: a change reloads the model), ``conv_config``. The others
     are accepted and have no effect.
@@ -137,6 +138,10 @@ _LOAD: dict[str, tuple[Spec, str]] = {
 }
 _N_SPEC = Spec(Kind.INT, lo=1)
 DEFAULT_MEAN_GEN_LEN = 128  # mlc-chat-config.json's usual mean_gen_len: room kept for an answer
+# mlc-chat-config.json's usual max_gen_len: an answer's length when neither config nor the
+# Modelfile (num_predict) says (ollama's unlimited default would let a rambling answer run
+# ten context windows long).
+DEFAULT_MAX_GEN_LEN = 512
 _SLOT = 0  # the KV-cache slot of the conversation: kettle.load() gives the model one
 _STOP_SPEC = Spec(Kind.STRINGS)
 _ROLES = ("user", "assistant")  # what ConvConfig.roles[0], roles[1] stand for
@@ -241,6 +246,8 @@ class ChatModule:
             raise InvalidParameter("generation_config", generation_config, "expected a GenerationConfig")
         options = {**_sampling_options(self.chat_config), **_sampling_options(generation_config)}
         prompts = self._model.prompts
+        if "num_predict" not in options and "num_predict" not in prompts.spec.params:
+            options["num_predict"] = DEFAULT_MAX_GEN_LEN
         stops = list(prompts.spec.params.get("stop") or prompts.stop_words)
         conv = self.chat_config.conv_config
         if conv is not None and conv.stop_str:

@@ -168,3 +168,19 @@ def test_old_turns_leave_a_full_window() -> None:
         assert len(held) <= 128
     finally:
         small.kettle_model.close()
+
+
+def test_answer_length_defaults_to_mlc_max_gen_len(cm: ChatModule, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no max_gen_len anywhere an answer stops at mlc's default (512, here made 6 to be
+    quick) instead of ollama's unlimited num_predict; a max_gen_len given still wins."""
+    from kettle.compat import mlc
+
+    monkeypatch.setattr(mlc, "DEFAULT_MAX_GEN_LEN", 6)
+    cm.reset_chat(ChatConfig(temperature=0, context_window_size=CONTEXT))
+    cm.generate("Write a long story about a dragon.")
+    _, decoded = totals(cm)
+    assert decoded + 1 == 6, "the default bounds the answer"
+    cm.reset_chat(ChatConfig(temperature=0, context_window_size=CONTEXT))
+    cm.generate("Write a long story about a dragon.", generation_config=GenerationConfig(max_gen_len=9))
+    _, decoded = totals(cm)
+    assert decoded + 1 == 9
