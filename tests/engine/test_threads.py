@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kettle.engine.threads import ADAPTIVE_TOKENS, PROBE_MAX, WARMUP, ThreadGovernor
+from kettle.engine.threads import ADAPTIVE_TOKENS, PROBE_FIRST, PROBE_MAX, WARMUP, ThreadGovernor
 
 
 def drive(gov: ThreadGovernor, n_tokens: int, cost: dict[int, float], steps: int) -> list[int]:
@@ -15,14 +15,36 @@ def drive(gov: ThreadGovernor, n_tokens: int, cost: dict[int, float], steps: int
     return chosen
 
 
-def test_settles_on_the_faster_choice_and_probes_less_and_less():
+def test_settles_on_the_faster_choice_and_tries_the_other_now_and_then():
     gov = ThreadGovernor(2)
     chosen = drive(gov, 1, {2: 0.010, 1: 0.014}, 1000)
     assert set(chosen[:WARMUP]) == {1, 2}
     assert gov.preferred(1) == 2
     tries = [i for i, t in enumerate(chosen) if t == 1 and i >= WARMUP]
-    assert 3 <= len(tries) <= 10  # backed off: 8, 16, 32, ... steps apart
-    assert tries[-1] - tries[-2] == PROBE_MAX
+    # on every thread a busy core shows as a drift, so one thread is tried only every PROBE_MAX steps
+    assert len(tries) == 3 and {b - a for a, b in zip(tries, tries[1:], strict=False)} == {PROBE_MAX}
+
+
+def test_on_one_thread_it_tries_every_thread_sooner_and_backs_off():
+    gov = ThreadGovernor(2)
+    chosen = drive(gov, 1, {2: 0.014, 1: 0.010}, 1000)
+    assert gov.preferred(1) == 1
+    tries = [i for i, t in enumerate(chosen) if t == 2 and i >= WARMUP]
+    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    assert tries[0] <= WARMUP + PROBE_FIRST and gaps[:4] == [16, 32, 64, 128] and gaps[-1] == PROBE_MAX
+
+
+def test_runners_of_one_model_share_what_was_measured(smollm2_path):
+    import kettle
+    from kettle.engine.runner import Runner
+
+    model = kettle.load(smollm2_path, num_ctx=64)
+    try:
+        first, second = Runner(model.transformer, n_ctx=32, n_thread=2), Runner(model.transformer, n_ctx=16, n_thread=2)
+        assert second.threads is first.threads  # a reload does not warm up again
+        assert Runner(model.transformer, n_ctx=16, n_thread=1).threads is not first.threads
+    finally:
+        model.close()
 
 
 def test_follows_a_change_of_load():
