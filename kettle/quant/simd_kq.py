@@ -246,7 +246,7 @@ def _tile_dot(ggml_type: GGMLType, tokens: int, vnni: bool):
     decode = DECODERS[ggml_type]
     tile_rows = TILE_ROWS[ggml_type]
     info = QUANT_INFO[ggml_type]
-    lines = info.type_size // 64  # prefetches per super-block: one per 64 bytes it advances
+    lines = -(-info.type_size // 64)  # prefetches per super-block: every 64-byte line it advances over
 
     def typer(typingctx, raw, r0, xq, xd, xb, t0, out):
         arrays = (raw, xq, xd, xb, out)
