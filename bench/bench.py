@@ -12,7 +12,8 @@ weights, Q4_K_M, made and cached on first use), a store name or a .gguf path.
 
 ppN: one forward over N prompt tokens from an empty cache (N <= 512).
 tgN: N single-token decode steps after a one-token prompt (no sampling, as
-llama-bench measures). Medians of ``--reps`` runs, after a warm-up. For tg the
+llama-bench measures), on one loaded model whose cache is cleared between runs.
+Medians of ``--reps`` runs, after a warm-up. For tg the
 weight bytes one token reads (every matrix; of the token embeddings only when
 they are also the output matrix) times t/s is the bandwidth the run reached.
 
@@ -110,8 +111,11 @@ def bench_kettle(path: Path, threads: int, reps: int, tests: list[tuple[str, str
                 if rep:  # the first run compiles and warms up
                     times.append(time.perf_counter() - t)
         else:
+            # one Runner for every repetition, its cache cleared in between: a loaded model
+            # serving requests (the thread governor's warm-up falls in the untimed first run)
+            r = Runner(model, n_ctx=N_CTX, n_thread=threads)
             for rep in range(reps + 1):
-                r = Runner(model, n_ctx=N_CTX, n_thread=threads)
+                r.cache.clear(0)
                 r.forward([1], [0], [0])
                 tok = rng.integers(100, vocab, n + 1).tolist()
                 t = time.perf_counter()

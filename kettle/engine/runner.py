@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 
 import numba
@@ -20,8 +19,6 @@ from kettle.engine.kv_cache import KVCache, kv_cache_type
 from kettle.engine.threads import ThreadGovernor
 from kettle.errors import Cancelled, ContextOverflow, InvalidParameter
 from kettle.models import Transformer
-
-_GOVERNORS: weakref.WeakKeyDictionary[Transformer, dict[int, ThreadGovernor]] = weakref.WeakKeyDictionary()
 
 
 class Runner:
@@ -36,9 +33,7 @@ class Runner:
         self.model = model
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        # thread count -> its measurements, shared by every Runner of this model in the process:
-        # a new Runner (a reload, another context size) starts from what was measured
-        self._governors = _GOVERNORS.setdefault(model, {})
+        self._governors: dict[int, ThreadGovernor] = {}  # thread count -> its measurements
         self.n_thread = n_thread  # sets self.threads
         self.cache = KVCache(cfg.n_layer, cfg.n_kv_head, cfg.head_dim, n_ctx, n_slots, kv_cache_type())
         # One forward at a time: the cache is shared state.

@@ -13,7 +13,7 @@ the tries confirm the choice. On every thread a busy core shows by itself (the
 steps slow by more than ``DRIFT``, which calls a try at once), so it tries one
 thread only every ``PROBE_MAX`` steps, in case the warm-up measured a busy spell:
 a try of one thread costs a step nearly twice as long (8B: +0.2 s), and at 8, 16,
-32, 64 steps apart it took 5-9% of a short answer's time.
+32, 64 steps apart it took 3-5% of a short answer's time (1B, 8B shapes).
 
 Results do not depend on the choice: every kernel computes the same bits on
 any number of threads (see ``kettle.quant.kernels``).

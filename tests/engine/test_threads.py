@@ -34,19 +34,6 @@ def test_on_one_thread_it_tries_every_thread_sooner_and_backs_off():
     assert tries[0] <= WARMUP + PROBE_FIRST and gaps[:4] == [16, 32, 64, 128] and gaps[-1] == PROBE_MAX
 
 
-def test_runners_of_one_model_share_what_was_measured(smollm2_path):
-    import kettle
-    from kettle.engine.runner import Runner
-
-    model = kettle.load(smollm2_path, num_ctx=64)
-    try:
-        first, second = Runner(model.transformer, n_ctx=32, n_thread=2), Runner(model.transformer, n_ctx=16, n_thread=2)
-        assert second.threads is first.threads  # a reload does not warm up again
-        assert Runner(model.transformer, n_ctx=16, n_thread=1).threads is not first.threads
-    finally:
-        model.close()
-
-
 def test_follows_a_change_of_load():
     gov = ThreadGovernor(2)
     drive(gov, 4, {2: 0.016, 1: 0.025}, 300)
